@@ -1,0 +1,160 @@
+"""Reading and writing checkpoint directories: validate a source (Llama config, complete safetensors), load its state
+dict, build a model from a state dict without a random init, and write outputs atomically (temp dir + rename, so a
+failure never leaves a half-written DST)."""
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, LlamaForCausalLM
+
+from .errors import CheckpointError
+from .keys import TIED_KEYS, TOKENIZER_FILES
+
+
+SINGLE_FILE, INDEX_FILE = "model.safetensors", "model.safetensors.index.json"
+
+
+def read_config(path: str | os.PathLike):
+    """The `LlamaConfig` of checkpoint directory `path`; `CheckpointError` if it is missing or not a Llama."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: no config.json; expected a local Hugging Face checkpoint directory.")
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({error}).") from None
+    if model_type != "llama":
+        raise CheckpointError(
+            f"{path}: model_type is {model_type!r}; hf_progressive grows Llama checkpoints only (model_type 'llama')."
+        )
+    return AutoConfig.from_pretrained(path)
+
+
+def weight_files(path: str | os.PathLike) -> list[Path]:
+    """The safetensors files of a checkpoint (one file, or the shards its index names), each checked complete."""
+    path = Path(path)
+    if (path / INDEX_FILE).is_file():
+        shards = sorted(set(json.loads((path / INDEX_FILE).read_text())["weight_map"].values()))
+        files = [path / shard for shard in shards]
+    else:
+        files = [path / SINGLE_FILE]
+    for file in files:
+        check_safetensors(file)
+    return files
+
+
+def check_safetensors(file: Path) -> None:
+    """Raise `CheckpointError` unless `file` exists and holds every byte its header promises."""
+    if not file.is_file():
+        hint = " (only safetensors checkpoints are read; re-save with save_pretrained)" if file.name == SINGLE_FILE else ""
+        raise CheckpointError(f"{file}: missing{hint}.")
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        head = handle.read(8)
+        header_len = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+        try:
+            header = json.loads(handle.read(header_len)) if header_len and header_len < size else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            header = None
+    if header is None:
+        raise CheckpointError(f"{file}: not a readable safetensors file (truncated or corrupt header).")
+    end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+    if 8 + header_len + end > size:
+        raise CheckpointError(f"{file}: truncated ({size} bytes on disk, header promises {8 + header_len + end}).")
+
+
+def load_state_dict(path: str | os.PathLike, config=None) -> dict[str, torch.Tensor]:
+    """Every tensor of checkpoint `path`, validated first; tied keys are filled in from the tensor they share."""
+    config = config or read_config(path)
+    state_dict: dict[str, torch.Tensor] = {}
+    for file in weight_files(path):
+        state_dict.update(load_file(file))
+    if config.tie_word_embeddings:
+        for key, target in TIED_KEYS.items():
+            state_dict.setdefault(key, state_dict[target])
+    return state_dict
+
+
+def model_from_state_dict(cls, config, state_dict: dict[str, torch.Tensor]):
+    """`cls(config)` holding exactly `state_dict` (strict), built on the meta device so nothing is initialised twice."""
+    with torch.device("meta"):
+        model = cls(config)
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    model.tie_weights()
+    reference = next(iter(state_dict.values()))
+    rotary = model.model.rotary_emb  # non-persistent buffers are not in the state dict: rebuild them for real
+    model.model.rotary_emb = type(rotary)(config=model.config).to(reference.device)
+    model.config.dtype = reference.dtype
+    leftovers = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftovers:
+        raise CheckpointError(f"tensors left uninitialised after loading: {leftovers[:3]}")
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike, cls=LlamaForCausalLM):
+    """A Llama checkpoint directory as a model, with clear errors for anything that is not a complete Llama."""
+    config = read_config(path)
+    model = model_from_state_dict(cls, config, load_state_dict(path, config))
+    model.name_or_path = str(path)
+    return model
+
+
+def prepare_output_dir(dst: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse a non-empty `dst` unless `overwrite` (checked before any work is done)."""
+    dst = Path(dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
+        raise CheckpointError(f"{dst}: exists and is not empty; pass --overwrite (overwrite=True) to replace it.")
+    return dst
+
+
+@contextmanager
+def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temp dir beside `dst`; on success it replaces `dst` in one rename, on failure it is removed."""
+    dst = prepare_output_dir(dst, overwrite)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    try:
+        yield tmp
+        if dst.exists():
+            shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+        tmp.rename(dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+    """Copy the tokenizer files `src` has into `dst`; returns their names."""
+    copied = [name for name in TOKENIZER_FILES if (Path(src) / name).is_file()]
+    for name in copied:
+        shutil.copy2(Path(src) / name, Path(dst) / name)
+    return copied
+
+
+__all__ = [
+    "atomic_output_dir",
+    "check_safetensors",
+    "copy_tokenizer_files",
+    "load_model",
+    "load_state_dict",
+    "model_from_state_dict",
+    "prepare_output_dir",
+    "read_config",
+    "weight_files",
+    "write_json",
+]

@@ -1,0 +1,171 @@
+"""Expansion as math on state dicts. One operator signature, `expand_tensor(key, load, plan) -> Tensor`: the grown
+tensor `key`, computed from the source tensors that `load(source_key)` returns, following a resolved `GrowthPlan`.
+It is pure (never mutates what `load` returns), keeps dtype and device, and draws randomness only from a generator
+seeded by (plan.seed, key), so tensors can be produced one at a time, in any order, in memory or streamed.
+
+Width rules, per tensor axis role (see keys.py):
+- "in" (fan-in): copied units share the old weight, divided by the copy count (bert2BERT FPI; HyperCloning's 1/n);
+  paired noise that sums to zero over each copy group keeps this exact. For the hidden axis the division lives in the
+  RMSNorm gains instead (every reader of the residual stream sits behind one), which also covers tied embeddings.
+  Fresh units (Gesmundo & Maile 2023): random when reading the residual stream, zero otherwise.
+- "out": copied units copy rows (AKI takes non-first copies from the next layer); fresh rows are random, except rows
+  written into the residual stream and biases, which start at zero.
+- "gain" (RMSNorm over hidden): gamma' = gamma * sqrt(r) / count with r = plan.norm_ratio (eps scaled by r).
+Depth: inserted identity blocks (LLaMA Pro) zero the tensors that write into the residual stream."""
+
+import math
+import zlib
+from collections.abc import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .keys import TIED_KEYS, TensorSpec, expected_keys, layer_key, rows_per_unit, split_layer_key, tensor_spec
+from .plan import FRESH, PER_LAYER_AXES, GrowthPlan
+
+
+StateDict = dict[str, torch.Tensor]
+Loader = Callable[[str], torch.Tensor]
+
+
+def tensor_generator(seed: int, key: str) -> torch.Generator:
+    """The generator for all random draws of one grown tensor: independent of the order tensors are produced in."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(key.encode())) % 2**63)
+
+
+def source_keys(key: str, plan: GrowthPlan) -> tuple[str, str | None]:
+    """`(source key, donor key or None)` that grown tensor `key` is computed from (donor: AKI's next layer)."""
+    layer, suffix = split_layer_key(key)
+    if layer is None:
+        return key, None
+    source = plan.layers[layer]
+    donor = layer_key(source.donor, suffix) if plan.width_method == "aki" else None
+    return layer_key(source.source, suffix), donor
+
+
+@torch.no_grad()
+def expand_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
+    """The grown tensor `key` (a key of `LlamaForCausalLM(plan.dst)`), computed from the tensors `load` returns."""
+    if plan.dst.tie_word_embeddings and key in TIED_KEYS:
+        key = TIED_KEYS[key]
+    spec, (source, donor) = tensor_spec(key), source_keys(key, plan)
+    generator = tensor_generator(plan.seed, key)
+    out = _widen(load(source), spec, plan, generator, None if donor is None else load(donor))
+    layer, _ = split_layer_key(key)
+    if layer is not None and plan.layers[layer].inserted and plan.depth_method == "identity" and spec.writes_residual:
+        out = torch.zeros_like(out)  # LLaMA Pro: the inserted block starts as the identity
+    return out
+
+
+def expand_state_dict(state_dict: StateDict, plan: GrowthPlan, progress: bool = False) -> StateDict:
+    """Grow a whole state dict in memory (the input is left untouched). Keys and shapes are exactly those of
+    `LlamaForCausalLM(plan.dst).state_dict()`; tied keys share one tensor."""
+    missing = [key for key in expected_keys(plan.src) if key not in state_dict and key not in TIED_KEYS]
+    if missing:
+        raise KeyError(f"the source state dict lacks {len(missing)} Llama tensors, e.g. {missing[:3]}")
+
+    def load(key: str) -> torch.Tensor:
+        return state_dict[key] if key in state_dict else state_dict[TIED_KEYS[key]]
+
+    grown: StateDict = {}
+    for key in tqdm(expected_keys(plan.dst), desc="expanding", unit="tensor", disable=not progress):
+        tied_to = TIED_KEYS.get(key) if plan.dst.tie_word_embeddings else None
+        grown[key] = grown[tied_to] if tied_to in grown else expand_tensor(key, load, plan)
+    return grown
+
+
+def _widen(tensor, spec: TensorSpec, plan: GrowthPlan, generator, donor=None) -> torch.Tensor:
+    std = _std(tensor, plan)
+    out = tensor
+    for dim, (axis, role) in enumerate(spec.axes):  # fan-in first, so copied rows carry identical in-weights
+        if role == "in":
+            out = _widen_in(out, dim, axis, plan, generator, std)
+            donor = None if donor is None else _widen_in(donor, dim, axis, plan, generator, std)
+    for dim, (axis, role) in enumerate(spec.axes):
+        if role == "out":
+            out = _widen_out(out, dim, axis, spec, plan, generator, std, donor)
+        elif role == "gain":
+            out = _widen_gain(out, plan)
+    return out
+
+
+def _std(tensor: torch.Tensor, plan: GrowthPlan) -> float:
+    """Scale of new random weights: the source tensor's own std (the init range for a constant tensor)."""
+    std = tensor.float().std().item() if tensor.numel() > 1 else 0.0
+    return std if std > 0 else plan.src.initializer_range
+
+
+def _randn(shape, generator, like: torch.Tensor, std: float) -> torch.Tensor:
+    return (torch.randn(shape, generator=generator, dtype=torch.float32) * std).to(like.dtype).to(like.device)
+
+
+def _row_map(plan: GrowthPlan, axis: str) -> torch.Tensor:
+    return plan.maps[axis].rows(rows_per_unit(axis, plan.src.head_dim))
+
+
+def _row_counts(plan: GrowthPlan, axis: str) -> torch.Tensor:
+    counts = torch.tensor(plan.maps[axis].counts, dtype=torch.float64)
+    return counts.repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
+
+
+def _widen_in(tensor, dim: int, axis: str, plan: GrowthPlan, generator, std: float) -> torch.Tensor:
+    """(.., in_old, ..) -> (.., in_new, ..) along the fan-in axis `dim`."""
+    if plan.maps[axis].unchanged:
+        return tensor
+    rows, counts = _row_map(plan, axis), _row_counts(plan, axis)
+    kept, fresh = rows != FRESH, rows == FRESH
+    x = tensor.movedim(dim, 0)  # (in_old, rest)
+    out = x.index_select(0, rows.clamp(min=0))  # (in_new, rest)
+    if axis != "hidden":  # hidden-axis fan-in is divided in the RMSNorm gains (see _widen_gain)
+        scale = torch.where(kept, 1.0 / counts[rows.clamp(min=0)], 1.0)
+        out = (out.double() * scale.view(-1, *[1] * (out.dim() - 1))).to(out.dtype)
+    if fresh.any():  # Gesmundo & Maile: new readers of the residual stream random, new writers into it zero
+        n_fresh = int(fresh.sum())
+        out[fresh] = _randn((n_fresh, *out.shape[1:]), generator, out, std) if axis == "hidden" else 0
+    if plan.noise_std and bool((counts > 1).any()):
+        out = out + _paired_noise(rows, counts, out, generator, plan.noise_std * std)
+    return out.movedim(0, dim)
+
+
+def _paired_noise(rows, counts, like, generator, std: float) -> torch.Tensor:
+    """Noise that sums to exactly zero (up to rounding) over every group of copies of one old unit: copies see the
+    same input, so their outputs still add up to the original (HyperCloning's symmetry-breaking noise)."""
+    kept = rows != FRESH
+    noise = torch.randn(like.shape, generator=generator, dtype=torch.float64) * std
+    noise[~kept] = 0
+    sums = torch.zeros((len(counts), *like.shape[1:]), dtype=torch.float64).index_add_(0, rows[kept], noise[kept])
+    mean = sums / counts.clamp(min=1).view(-1, *[1] * (like.dim() - 1))
+    noise[kept] -= mean[rows[kept]]
+    return noise.to(like.dtype).to(like.device)
+
+
+def _widen_out(tensor, dim, axis, spec: TensorSpec, plan: GrowthPlan, generator, std, donor) -> torch.Tensor:
+    """(.., out_old, ..) -> (.., out_new, ..): copy the rows of copied units, fill fresh ones."""
+    if plan.maps[axis].unchanged:
+        return tensor
+    rows = _row_map(plan, axis)
+    out = tensor.movedim(dim, 0).index_select(0, rows.clamp(min=0))
+    if donor is not None and axis in PER_LAYER_AXES:  # AKI (bert2BERT): new units come from the next layer
+        first = torch.tensor(plan.maps[axis].first).repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
+        later = (~first) & (rows != FRESH)
+        out[later] = donor.movedim(dim, 0).index_select(0, rows[later])
+    fresh = rows == FRESH
+    if fresh.any():
+        zero = axis == "hidden" or spec.is_bias  # residual writes and biases start at zero
+        out[fresh] = 0 if zero else _randn((int(fresh.sum()), *out.shape[1:]), generator, out, std)
+    return out.movedim(0, dim)
+
+
+def _widen_gain(gain: torch.Tensor, plan: GrowthPlan) -> torch.Tensor:
+    """RMSNorm gain over the hidden axis: gamma' = gamma[source] * sqrt(r) / count[source]; fresh -> mean * sqrt(r)."""
+    if plan.maps["hidden"].unchanged:
+        return gain
+    rows, counts = _row_map(plan, "hidden"), _row_counts(plan, "hidden")
+    root = math.sqrt(plan.norm_ratio)
+    kept = rows != FRESH
+    out = gain.double().index_select(0, rows.clamp(min=0))
+    out = torch.where(kept, out * root / counts[rows.clamp(min=0)], gain.double().mean() * root)
+    return out.to(gain.dtype)
+
+
+__all__ = ["Loader", "StateDict", "expand_state_dict", "expand_tensor", "source_keys", "tensor_generator"]
