@@ -4,6 +4,7 @@ failure never leaves a half-written DST)."""
 
 import json
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -20,6 +21,21 @@ from .keys import TIED_KEYS, TOKENIZER_FILES
 
 
 SINGLE_FILE, INDEX_FILE = "model.safetensors", "model.safetensors.index.json"
+
+
+def resolve_source(src: str | os.PathLike) -> Path:
+    """A local checkpoint directory for `src`: the directory itself, or a Hub snapshot where the network allows."""
+    path = Path(src)
+    if path.is_dir():
+        return path
+    if path.exists() or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", str(src)):
+        raise CheckpointError(f"{src}: no such checkpoint directory.")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(src), allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.txt"]))
+    except Exception as error:  # offline, unknown repo, gated, ...: one clear line for the CLI
+        raise CheckpointError(f"{src}: not a local directory and not fetchable from the Hub ({type(error).__name__})")
 
 
 def read_config(path: str | os.PathLike):
@@ -155,6 +171,7 @@ __all__ = [
     "model_from_state_dict",
     "prepare_output_dir",
     "read_config",
+    "resolve_source",
     "weight_files",
     "write_json",
 ]

@@ -74,6 +74,26 @@ def expand_state_dict(state_dict: StateDict, plan: GrowthPlan, progress: bool = 
     return grown
 
 
+def new_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
+    """Boolean mask over grown tensor `key`: True where the entry is new (fresh, a later copy, AKI-sourced, or in a
+    layer that is not the first copy of its old layer), False where it is the old entry carried over (possibly
+    rescaled, as RMSNorm gains are)."""
+    if plan.dst.tie_word_embeddings and key in TIED_KEYS:
+        key = TIED_KEYS[key]
+    spec, (layer, _) = tensor_spec(key), split_layer_key(key)
+    per_axis = []
+    for axis, _role in spec.axes:
+        if axis == "vocab":
+            per_axis.append(torch.zeros(plan.dst.vocab_size, dtype=torch.bool))
+        else:
+            first = torch.tensor(plan.maps[axis].first)
+            per_axis.append(~first.repeat_interleave(rows_per_unit(axis, plan.src.head_dim)))
+    mask = per_axis[0] if len(per_axis) == 1 else per_axis[0][:, None] | per_axis[1][None, :]
+    if layer is not None and plan.layers[layer].inserted:
+        mask = torch.ones_like(mask)
+    return mask
+
+
 def _widen(tensor, spec: TensorSpec, plan: GrowthPlan, generator, donor=None) -> torch.Tensor:
     std = _std(tensor, plan)
     out = tensor
@@ -168,4 +188,4 @@ def _widen_gain(gain: torch.Tensor, plan: GrowthPlan) -> torch.Tensor:
     return out.to(gain.dtype)
 
 
-__all__ = ["Loader", "StateDict", "expand_state_dict", "expand_tensor", "source_keys", "tensor_generator"]
+__all__ = ["Loader", "StateDict", "expand_state_dict", "expand_tensor", "new_entries", "source_keys", "tensor_generator"]

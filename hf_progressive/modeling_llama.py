@@ -12,8 +12,8 @@ from transformers.utils import logging
 from .checkpoint import load_model, model_from_state_dict, write_json
 from .configuration_llama import ProgressiveLlamaConfig
 from .errors import ExpansionError
-from .expansion import expand_state_dict, source_keys
-from .keys import expected_keys
+from .expansion import expand_state_dict, new_entries, source_keys
+from .keys import TIED_KEYS, expected_keys
 from .plan import DEFAULT_WIDTH, GrowthPlan
 from .verification import check_preservation, verify_expansion
 
@@ -75,7 +75,7 @@ class ProgressiveLlamaForCausalLM(LlamaForCausalLM):
         small = _as_llama(small)
         plan = GrowthPlan.from_configs(small.config, config, method, seed, noise_std, inserted_layers)
         state_dict = expand_state_dict(small.state_dict(), plan, progress=progress)
-        big = model_from_state_dict(cls, ProgressiveLlamaConfig.from_dict(plan.dst.to_dict()), state_dict)
+        big = model_from_state_dict(cls, _target_config(plan, small), state_dict)
         big.generation_config = small.generation_config
         report = verify_expansion(small, big) if verify else None
         big.growth = growth_record(small, plan, report)
@@ -94,6 +94,12 @@ class ProgressiveLlamaForCausalLM(LlamaForCausalLM):
             write_json(Path(save_directory) / GROWTH_FILE, self.growth)
 
 
+def _target_config(plan: GrowthPlan, small) -> ProgressiveLlamaConfig:
+    config = ProgressiveLlamaConfig.from_dict(plan.dst.to_dict())
+    config._attn_implementation = small.config._attn_implementation  # grow with the kernel the parent runs
+    return config
+
+
 def _as_llama(small) -> PreTrainedModel:
     if isinstance(small, str | os.PathLike):
         return load_model(small)
@@ -110,15 +116,17 @@ def growth_record(small, plan: GrowthPlan, report: dict | None) -> dict:
 
     from . import __version__
 
-    sources = {}
+    sources, new = {}, 0
     for key in expected_keys(plan.dst):
         source, donor = source_keys(key, plan)
         sources[key] = {"from": source} | ({"donor": donor} if donor else {})
+        new += int(new_entries(key, plan).sum()) if not (plan.dst.tie_word_embeddings and key in TIED_KEYS) else 0
     return {
         "parent": str(getattr(small, "name_or_path", "") or ""),
         "operator": f"{plan.width_method}+{plan.depth_method}",
         "seed": plan.seed,
         "plan": plan.to_json(),
+        "new_parameters": new,
         "sources": sources,
         "preservation": report,
         "versions": {"hf_progressive": __version__, "torch": torch.__version__, "transformers": transformers.__version__},

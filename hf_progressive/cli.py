@@ -1,0 +1,127 @@
+"""The `hf-progressive` command line. Arguments are derived from the dataclasses below with HfArgumentParser.
+
+    hf-progressive expand ./small ./big --hidden-size 64 --num-hidden-layers 4 --method fpi+identity
+    hf-progressive demo            # grow a tiny random Llama with every operator and print the report
+
+Bad input (a non-Llama checkpoint, a shrinking size, an unknown method, a non-empty DST, ...) exits 2 with one line
+on stderr and writes nothing."""
+
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from .checkpoint import atomic_output_dir, copy_tokenizer_files, load_model, prepare_output_dir, resolve_source
+from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
+from .errors import CheckpointError, ExpansionError
+from .modeling_llama import ProgressiveLlamaForCausalLM
+from .plan import DEFAULT_WIDTH
+
+
+@dataclass
+class ExpandArguments:
+    """Options of `hf-progressive expand SRC DST` (sizes left out keep the source's value)."""
+
+    hidden_size: int | None = field(default=None, metadata={"help": "Target hidden_size."})
+    intermediate_size: int | None = field(default=None, metadata={"help": "Target intermediate_size (FFN)."})
+    num_hidden_layers: int | None = field(default=None, metadata={"help": "Target number of layers."})
+    num_attention_heads: int | None = field(default=None, metadata={"help": "Target query heads (head_dim fixed)."})
+    num_key_value_heads: int | None = field(default=None, metadata={"help": "Target key/value heads (GQA groups)."})
+    method: str = field(
+        default=DEFAULT_WIDTH,
+        metadata={"help": "WIDTH, DEPTH or WIDTH+DEPTH. Width: function_preserving, fpi, aki, hypercloning; depth: "
+                  "identity, interpolate, stack (e.g. fpi+stack)."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seeds every random choice and draw."})
+    noise_std: float = field(default=0.0, metadata={"help": "Paired symmetry-breaking noise for copy-based width "
+                                                            "operators, as a fraction of each tensor's std."})
+    inserted_layers: list[int] | None = field(
+        default=None, metadata={"help": "Positions of the new identity blocks in the grown model (default: even)."}
+    )
+    strict: bool = field(default=False, metadata={"help": "Fail if a function-preserving growth moves the logits."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace DST if it exists and is not empty."})
+
+    def sizes(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in SIZE_FIELDS if getattr(self, name) is not None}
+
+
+def expand(src: str, dst: str, args: ExpandArguments) -> ProgressiveLlamaForCausalLM:
+    """Grow checkpoint `src` into checkpoint directory `dst` (written atomically); returns the grown model."""
+    prepare_output_dir(dst, args.overwrite)  # fail before any work
+    src_dir = resolve_source(src)
+    small = load_model(src_dir)
+    small.name_or_path = src
+    config = ProgressiveLlamaConfig.from_smaller(small.config, **args.sizes())
+    options = {k: v for k, v in asdict(args).items() if k in ("seed", "noise_std", "inserted_layers", "strict")}
+    big = ProgressiveLlamaForCausalLM.from_smaller(small, config, method=args.method, progress=True, **options)
+    with atomic_output_dir(dst, args.overwrite) as tmp:
+        big.save_pretrained(tmp)
+        copy_tokenizer_files(src_dir, tmp)
+    big.small_num_parameters = small.num_parameters()
+    return big
+
+
+def format_report(big: ProgressiveLlamaForCausalLM) -> str:
+    """The preservation report printed after a growth."""
+    growth, plan, report = big.growth, big.growth["plan"], big.growth["preservation"]
+    rows = [(name, f"{old} -> {plan['dst_sizes'][name]}") for name, old in plan["src_sizes"].items()]
+    if hasattr(big, "small_num_parameters"):
+        rows.append(("parameters", f"{big.small_num_parameters:,} -> {big.num_parameters():,}"))
+    rows.append(("new parameters", f"{growth['new_parameters']:,}"))
+    rows.append(("function preserving", "yes" if plan["function_preserving"] else "no (by design of the operator)"))
+    if report:
+        rows += [
+            ("max |delta logits|", f"{report['max_abs_logit_diff']:.3g}"),
+            ("mean |delta logits|", f"{report['mean_abs_logit_diff']:.3g}"),
+            ("KL(small || big)", f"{report['kl']:.3g}"),
+            ("loss small / big", f"{report['loss_small']:.4f} / {report['loss_big']:.4f}"),
+        ]
+    header = f"grew {growth['parent']} with {growth['operator']} (seed {growth['seed']})"
+    return "\n".join([header] + [f"  {label:<22}{value}" for label, value in rows])
+
+
+def _expand_command(argv: list[str]) -> int:
+    parser = HfArgumentParser(ExpandArguments, prog="hf-progressive expand", description=expand.__doc__)
+    parser.add_argument("src", help="Source checkpoint directory (or Hub id where the network allows).")
+    parser.add_argument("dst", help="Output directory (must be empty or absent unless --overwrite).")
+    args, paths = parser.parse_args_into_dataclasses(argv)
+    big = expand(paths.src, paths.dst, args)
+    print(format_report(big))
+    print(f"saved to {paths.dst}")
+    return 0
+
+
+def _demo_command(argv: list[str]) -> int:
+    from .demo import run_demo
+
+    parser = HfArgumentParser([], prog="hf-progressive demo", description="Grow a tiny random Llama with every "
+                              "operator and print the function-preservation report.")
+    parser.add_argument("--out", default=None, help="Keep the checkpoints here (default: a temporary directory).")
+    (paths,) = parser.parse_args_into_dataclasses(argv)
+    if paths.out:
+        print(run_demo(Path(paths.out)))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(run_demo(Path(tmp)))
+    return 0
+
+
+COMMANDS = {"expand": _expand_command, "demo": _demo_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: hf-progressive {{{','.join(COMMANDS)}}} ...  (hf-progressive COMMAND --help)", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except (ExpansionError, CheckpointError) as error:
+        print(f"hf-progressive {argv[0]}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

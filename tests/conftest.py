@@ -1,0 +1,20 @@
+"""Fixtures: a tiny saved Llama checkpoint (once per session) and deterministic seeding."""
+
+import pytest
+import torch
+
+from testing_utils import tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A real tiny Llama checkpoint directory (untied, every weight random) with a tokenizer file beside it."""
+    path = tmp_path_factory.mktemp("tiny") / "small"
+    tiny_model().save_pretrained(path)
+    (path / "tokenizer_config.json").write_text('{"model_max_length": 64}\n')
+    return path

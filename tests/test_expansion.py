@@ -1,0 +1,239 @@
+"""The function-preservation table: every growth case x every operator. For function-preserving plans the grown
+model must give the same logits (1e-4 in float32, 1e-9 in float64), the same loss and the same greedy generation;
+for every plan the state dict must match LlamaForCausalLM(big_cfg) exactly and training must reach every new entry."""
+
+import pytest
+import torch
+from transformers import LlamaForCausalLM
+
+from hf_progressive import ExpansionError, GrowthPlan, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
+from hf_progressive.expansion import expand_state_dict, expand_tensor, new_entries
+from hf_progressive.keys import expected_keys
+from hf_progressive.plan import parse_method
+from testing_utils import assert_logits_close, float64_rms_norm, tiny_config, tiny_model
+
+
+ALL = dict(hidden_size=64, intermediate_size=80, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4)
+EXPANSION_CASES = [
+    # (id, source overrides, target sizes)
+    ("depth 2->4", {}, {"num_hidden_layers": 4}),
+    ("depth 2->3", {}, {"num_hidden_layers": 3}),
+    ("width 32->64", {}, {"hidden_size": 64}),
+    ("width 32->48 (1.5x)", {}, {"hidden_size": 48}),
+    ("ffn 37->80", {}, {"intermediate_size": 80}),
+    ("ffn 37->74", {}, {"intermediate_size": 74}),
+    ("heads 4->8, gqa 2->4", {}, {"num_attention_heads": 8, "num_key_value_heads": 4}),
+    ("heads 4->8, gqa 2->2 (bigger groups)", {}, {"num_attention_heads": 8, "num_key_value_heads": 2}),
+    ("heads 4->8, kv 1->4 (smaller groups)", {"num_key_value_heads": 1}, {"num_attention_heads": 8, "num_key_value_heads": 4}),
+    ("heads 4->8, mha (gqa off)", {"num_key_value_heads": 4}, {"num_attention_heads": 8, "num_key_value_heads": 8}),
+    ("all at once", {}, ALL),
+    ("all at once, tied", {"tie_word_embeddings": True}, ALL),
+    ("all at once, biases", {"attention_bias": True, "mlp_bias": True}, ALL),
+    ("width+depth 1.5x, tied", {"tie_word_embeddings": True}, {"hidden_size": 48, "num_hidden_layers": 3}),
+]
+METHODS = [
+    "function_preserving",
+    "fpi",
+    "aki",
+    "hypercloning",
+    "hypercloning (noise)",
+    "fpi (noise)",
+    "function_preserving+interpolate",
+    "function_preserving+stack",
+    "aki+stack",
+]
+NOISE = 0.05
+
+
+def _grow_sizes(src_cfg, sizes):
+    return {**{k: getattr(src_cfg, k) for k in ALL}, **sizes}
+
+
+def _integer_ratios(src_cfg, sizes) -> bool:
+    full = _grow_sizes(src_cfg, sizes)
+    return all(full[k] % getattr(src_cfg, k) == 0 for k in ALL if k != "num_hidden_layers")
+
+
+def _expected_preserving(method: str, src_cfg, sizes) -> bool:
+    """Independent of the library: which (operator, growth) pairs must keep the function exactly."""
+    width, depth = parse_method(method.split(" ")[0])
+    full = _grow_sizes(src_cfg, sizes)
+    if depth != "identity" and full["num_hidden_layers"] != src_cfg.num_hidden_layers:
+        return False
+    per_layer = ("intermediate_size", "num_attention_heads", "num_key_value_heads")
+    if width == "aki" and any(full[k] != getattr(src_cfg, k) for k in per_layer):
+        return False
+    return width not in ("fpi", "aki") or full["hidden_size"] % src_cfg.hidden_size == 0
+
+
+def _grow(small, sizes, method: str, **kwargs):
+    name, noise = method.split(" ")[0], NOISE if method.endswith("(noise)") else 0.0
+    config = ProgressiveLlamaConfig.from_smaller(small.config, **sizes)
+    return ProgressiveLlamaForCausalLM.from_smaller(small, config, method=name, seed=0, noise_std=noise, **kwargs)
+
+
+def _cases(preserving_only: bool = False):
+    """Every (case, method) row; hypercloning only where ratios are integers (its refusal of 1.5x is tested below)."""
+    for case_id, overrides, sizes in EXPANSION_CASES:
+        src_cfg = tiny_config(**overrides)
+        for method in METHODS:
+            if method.startswith("hypercloning") and not _integer_ratios(src_cfg, sizes):
+                continue
+            if preserving_only and not _expected_preserving(method, src_cfg, sizes):
+                continue
+            yield pytest.param(overrides, sizes, method, id=f"{case_id} | {method}")
+
+
+@pytest.mark.parametrize("overrides, sizes, method", list(_cases()))
+def test_expansion_preserves_function_float32(overrides, sizes, method):
+    small = tiny_model(**overrides)
+    big = _grow(small, sizes, method)
+    expected = _expected_preserving(method, small.config, sizes)
+    assert big.growth["plan"]["function_preserving"] is expected
+    ids = torch.randint(0, small.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out_small, out_big = small(ids, labels=ids), big(ids, labels=ids)
+    if not expected:  # non-vacuity: operators that change the function must really change it
+        assert (out_small.logits - out_big.logits).abs().max() > 1e-3
+        return
+    assert_logits_close(out_big.logits, out_small.logits, atol=1e-4, label=method)
+    assert abs(out_big.loss.item() - out_small.loss.item()) <= 1e-5
+    gen_small = small.generate(ids[:, :4], max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    gen_big = big.generate(ids[:, :4], max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    assert torch.equal(gen_small, gen_big)
+
+
+@pytest.mark.parametrize("overrides, sizes, method", list(_cases(preserving_only=True)))
+def test_expansion_preserves_function_float64(overrides, sizes, method):
+    small = tiny_model(dtype=torch.float64, **overrides)
+    with float64_rms_norm():
+        big = _grow(small, sizes, method)
+        ids = torch.randint(0, small.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            assert_logits_close(big(ids).logits, small(ids).logits, atol=1e-9, label=method)
+    assert big.dtype == torch.float64
+
+
+@pytest.mark.parametrize("overrides, sizes, method", list(_cases()))
+def test_state_dict_has_exact_keys_and_shapes(overrides, sizes, method):
+    small = tiny_model(**overrides)
+    big = _grow(small, sizes, method, verify=False)
+    reference = LlamaForCausalLM(big.config).state_dict()
+    grown = big.state_dict()
+    assert list(grown) == list(reference) or sorted(grown) == sorted(reference)
+    assert {k: tuple(v.shape) for k, v in grown.items()} == {k: tuple(v.shape) for k, v in reference.items()}
+    assert big.config.head_dim == small.config.head_dim
+    assert all(torch.isfinite(v).all() for v in grown.values())
+
+
+def _train_steps(model, steps: int = 2, lr: float = 1e-2):
+    """AdamW steps (no weight decay, so only gradients move weights) on a batch in which every token id appears at
+    a position that predicts something (the last position of a row gets no gradient)."""
+    vocab = model.config.vocab_size
+    generator = torch.Generator().manual_seed(2)
+    stream = torch.cat([torch.randperm(vocab, generator=generator), torch.randint(0, vocab, (29,), generator=generator)])
+    rows = stream.view(-1, 32)
+    ids = torch.cat([rows, torch.zeros(len(rows), 1, dtype=rows.dtype)], dim=1)  # (4, 33)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        optimizer.step()
+    return model
+
+
+def stuck_new_entries(big, plan, before: dict, steps: int = 2) -> dict[str, int]:
+    """Train `big` a few steps; {key: number of new entries that did not move} for tensors with stuck entries."""
+    _train_steps(big, steps)
+    after = big.state_dict()
+    stuck = {}
+    for key in expected_keys(plan.dst):
+        mask = new_entries(key, plan)
+        frozen = int(((after[key] == before[key]) & mask).sum())
+        if frozen:
+            stuck[key] = frozen
+    return stuck
+
+
+@pytest.mark.parametrize("overrides, sizes, method", list(_cases()))
+def test_training_moves_every_new_entry(overrides, sizes, method):
+    """No dead blocks: every new entry moves within two optimizer steps. Two, not one: in an exactly preserving
+    growth the factor facing a zero-initialised one has zero gradient at step 1 (e.g. q_proj of a block whose o_proj
+    is zero, gains over all-zero residual dims), and starts moving at step 2 once its partner has moved."""
+    small = tiny_model(**overrides)
+    big = _grow(small, sizes, method, verify=False)
+    plan = _plan_for(small, sizes, method)
+    assert sum(int(new_entries(k, plan).sum()) for k in expected_keys(plan.dst)) > 0
+    before = {k: v.clone() for k, v in big.state_dict().items()}
+    assert stuck_new_entries(big, plan, before) == {}
+
+
+def _plan_for(small, sizes, method):
+    config = ProgressiveLlamaConfig.from_smaller(small.config, **sizes)
+    noise = NOISE if method.endswith("(noise)") else 0.0
+    return GrowthPlan.from_configs(small.config, config, method.split(" ")[0], 0, noise)
+
+
+def test_dead_block_is_detected():
+    """Negative control for the test above: zero both the new FFN rows and their down_proj columns -> flagged."""
+    small = tiny_model()
+    sizes = {"intermediate_size": 80}
+    big = _grow(small, sizes, "function_preserving", verify=False)
+    plan = _plan_for(small, sizes, "function_preserving")
+    with torch.no_grad():
+        for layer in big.model.layers:
+            layer.mlp.gate_proj.weight[37:] = 0
+            layer.mlp.up_proj.weight[37:] = 0
+    before = {k: v.clone() for k, v in big.state_dict().items()}
+    stuck = stuck_new_entries(big, plan, before)
+    assert "model.layers.0.mlp.up_proj.weight" in stuck and "model.layers.0.mlp.down_proj.weight" in stuck
+
+
+def test_operators_do_not_mutate_input_and_are_deterministic():
+    small = tiny_model(tie_word_embeddings=True)
+    state = small.state_dict()
+    snapshot = {k: v.clone() for k, v in state.items()}
+    config = ProgressiveLlamaConfig.from_smaller(small.config, **ALL)
+    for method in ("function_preserving", "fpi", "aki+stack", "hypercloning"):
+        sizes = ALL if method != "hypercloning" else {**ALL, "intermediate_size": 74}
+        cfg = ProgressiveLlamaConfig.from_smaller(small.config, **sizes) if method == "hypercloning" else config
+        plan = GrowthPlan.from_configs(small.config, cfg, method, seed=3, noise_std=0.0)
+        first, second = expand_state_dict(state, plan), expand_state_dict(state, plan)
+        assert all(torch.equal(first[k], second[k]) for k in first)
+    assert all(torch.equal(state[k], snapshot[k]) for k in state)
+
+
+def test_tensors_are_independent_of_order():
+    """A tensor expanded alone (as streaming will) equals the same tensor from the whole state dict."""
+    small = tiny_model()
+    config = ProgressiveLlamaConfig.from_smaller(small.config, **ALL)
+    plan = GrowthPlan.from_configs(small.config, config, "function_preserving", seed=5)
+    state = small.state_dict()
+    whole = expand_state_dict(state, plan)
+    for key in reversed(expected_keys(plan.dst)):
+        assert torch.equal(expand_tensor(key, state.__getitem__, plan), whole[key])
+
+
+def test_seed_changes_new_weights_only():
+    small = tiny_model()
+    config = ProgressiveLlamaConfig.from_smaller(small.config, hidden_size=64)
+    a = _grow(small, {"hidden_size": 64}, "function_preserving", verify=False).state_dict()
+    b = ProgressiveLlamaForCausalLM.from_smaller(small, config, seed=1, verify=False).state_dict()
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(a[key][:, :32], b[key][:, :32]) and not torch.equal(a[key][:, 32:], b[key][:, 32:])
+
+
+def test_hypercloning_rejects_1_5x():
+    small = tiny_model()
+    config = ProgressiveLlamaConfig.from_smaller(small.config, hidden_size=48)
+    with pytest.raises(ExpansionError, match="hidden_size: hypercloning .* 1.5x"):
+        ProgressiveLlamaForCausalLM.from_smaller(small, config, method="hypercloning")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_keeps_dtype_and_stays_close(dtype):
+    small = tiny_model(dtype=dtype)
+    big = _grow(small, ALL, "function_preserving", strict=True)
+    assert big.dtype == dtype and all(p.dtype == dtype for p in big.parameters())
+    assert big.growth["preservation"]["max_abs_logit_diff"] < 0.1

@@ -1,0 +1,73 @@
+"""Shared test helpers: tiny configs and models, randomize_, float64-exact RMSNorm, assert_logits_close, markers."""
+
+import contextlib
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.models.llama import modeling_llama
+
+
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    intermediate_size=37,  # odd on purpose, to catch shape bugs
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    attn_implementation="sdpa",  # computes softmax in the input dtype, so float64 runs are float64 throughout
+)
+
+require_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def tiny_config(**overrides) -> LlamaConfig:
+    return LlamaConfig(**{**TINY, **overrides})
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> torch.nn.Module:
+    """Perturb every parameter (norm gains included) so that ones and zeros cannot hide a bug."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+            param.add_((noise * scale).to(param.dtype))
+    return model
+
+
+def tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    return randomize_(LlamaForCausalLM(tiny_config(**overrides)), seed).to(dtype).eval()
+
+
+def _exact_rms_norm(self, hidden_states):
+    """LlamaRMSNorm without the float32 round trip (only for float64 inputs)."""
+    variance = hidden_states.pow(2).mean(-1, keepdim=True)
+    return self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon))
+
+
+@contextlib.contextmanager
+def float64_rms_norm():
+    """LlamaRMSNorm upcasts to float32, which caps any float64 comparison at ~1e-7. Inside this context, float64
+    inputs are normalised in float64 (other dtypes are untouched), so exactness can be tested to 1e-9."""
+    original = modeling_llama.LlamaRMSNorm.forward
+
+    def forward(self, hidden_states):
+        if hidden_states.dtype == torch.float64:
+            return _exact_rms_norm(self, hidden_states)
+        return original(self, hidden_states)
+
+    modeling_llama.LlamaRMSNorm.forward = forward
+    try:
+        yield
+    finally:
+        modeling_llama.LlamaRMSNorm.forward = original
+
+
+def assert_logits_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, label: str = "") -> None:
+    """Fail with the max and mean |difference| when logits differ by more than `atol`."""
+    diff = (actual.double() - expected.double()).abs()
+    assert diff.max().item() <= atol, (
+        f"{label}: max |delta logits| {diff.max().item():.3g} > {atol:g} (mean {diff.mean().item():.3g})"
+    )
