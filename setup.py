@@ -22,7 +22,7 @@ install_requires = [
 ]
 extras = {
     "eval": ["lm_eval>=0.4.8"],
-    "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    "test": ["pytest>=8"],
 }
 extras["dev"] = extras["test"] + extras["eval"] + ["ruff>=0.6", "pre-commit>=3"]
 

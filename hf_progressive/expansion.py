@@ -54,7 +54,7 @@ def expand_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
     layer, _ = split_layer_key(key)
     if layer is not None and plan.layers[layer].inserted and plan.depth_method == "identity" and spec.writes_residual:
         out = torch.zeros_like(out)  # LLaMA Pro: the inserted block starts as the identity
-    return out
+    return out.contiguous()
 
 
 def expand_state_dict(state_dict: StateDict, plan: GrowthPlan, progress: bool = False) -> StateDict:

@@ -1,0 +1,39 @@
+# Set-up and checks. `make demo` and `make test` each create .venv and install everything on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first, alone: 2.13.0 is a CPU wheel on this project's machines; a plain `torch` requirement
+# would pull a multi-GB CUDA build. On a GPU box: make test TORCH_SPEC="torch"
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-slow style quality clean
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hf-progressive demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
+
+style: $(STAMP)
+	$(BIN)/python -m pip install -q ruff
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+quality: $(STAMP)
+	$(BIN)/python -m pip install -q ruff
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

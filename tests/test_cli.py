@@ -1,0 +1,126 @@
+"""`hf-progressive expand` / `demo`: success output, and for every kind of bad input exit code 2, one line on stderr
+and nothing written."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
+
+from hf_progressive.cli import main
+from hf_progressive.demo import run_demo
+
+
+GROW = ["--hidden-size", "64", "--num-hidden-layers", "4"]
+
+
+def _copy_checkpoint(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for file in src.iterdir():
+        (dst / file.name).write_bytes(file.read_bytes())
+    return dst
+
+
+def test_expand_writes_a_vanilla_checkpoint_and_prints_the_report(tiny_checkpoint, tmp_path, capsys):
+    dst = tmp_path / "big"
+    assert main(["expand", str(tiny_checkpoint), str(dst), *GROW, "--method", "fpi+identity", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "fpi+identity (seed 3)" in out and "hidden_size           32 -> 64" in out and "max |delta logits|" in out
+    assert {"config.json", "model.safetensors", "growth.json", "generation_config.json", "tokenizer_config.json"} <= {
+        p.name for p in dst.iterdir()
+    }
+    assert LlamaForCausalLM.from_pretrained(dst).config.hidden_size == 64
+    assert json.loads((dst / "growth.json").read_text())["preservation"]["max_abs_logit_diff"] < 1e-4
+
+
+def _gpt2_dir(tmp_path, _src=None):
+    path = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=99, n_positions=64)).save_pretrained(path)
+    return path
+
+
+def _missing_weights(tmp_path, src):
+    path = _copy_checkpoint(src, tmp_path / "missing")
+    (path / "model.safetensors").unlink()
+    return path
+
+
+def _truncated_weights(tmp_path, src):
+    path = _copy_checkpoint(src, tmp_path / "truncated")
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    return path
+
+
+BAD_INPUTS = [
+    # (id, make source dir (None: the tiny checkpoint), extra args, stderr fragment)
+    ("shrinking", None, ["--hidden-size", "16"], "hidden_size=16 is smaller than the source's 32"),
+    ("heads vs kv heads", None, ["--num-attention-heads", "6", "--num-key-value-heads", "4", "--hidden-size", "48"],
+     "num_attention_heads=6 is not a multiple of num_key_value_heads=4"),
+    ("hidden vs heads", None, ["--hidden-size", "36", "--num-attention-heads", "8", "--num-key-value-heads", "4"],
+     "hidden_size=36 is not a multiple of num_attention_heads=8"),
+    ("non-llama", _gpt2_dir, GROW, "model_type is 'gpt2'"),
+    ("missing weights", _missing_weights, GROW, "model.safetensors: missing"),
+    ("truncated weights", _truncated_weights, GROW, "truncated"),
+    ("unknown method", None, [*GROW, "--method", "magic"], "unknown operator 'magic'"),
+    ("hypercloning 1.5x", None, ["--hidden-size", "48", "--method", "hypercloning"], "1.5x ratio"),
+    ("no such source", lambda tmp, src: tmp / "nope", GROW, "no such checkpoint directory"),
+]
+
+
+@pytest.mark.parametrize("make_src, args, fragment", [pytest.param(*row[1:], id=row[0]) for row in BAD_INPUTS])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_checkpoint, tmp_path, capsys, make_src, args, fragment):
+    src = tiny_checkpoint if make_src is None else make_src(tmp_path, tiny_checkpoint)
+    capsys.readouterr()  # drop what building the source printed
+    dst = tmp_path / "out" / "big"
+    assert main(["expand", str(src), str(dst), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hf-progressive expand: error: ") and fragment in err
+    assert not (tmp_path / "out").exists()  # not DST, not its parent, no temp dir
+
+
+def test_non_empty_dst_needs_overwrite(tiny_checkpoint, tmp_path, capsys):
+    dst = tmp_path / "big"
+    dst.mkdir()
+    (dst / "keep.txt").write_text("mine")
+    assert main(["expand", str(tiny_checkpoint), str(dst), *GROW]) == 2
+    assert "exists and is not empty; pass --overwrite" in capsys.readouterr().err
+    assert [p.name for p in dst.iterdir()] == ["keep.txt"]
+    assert main(["expand", str(tiny_checkpoint), str(dst), *GROW, "--overwrite"]) == 0
+    assert not (dst / "keep.txt").exists() and (dst / "model.safetensors").is_file()
+
+
+def test_interrupted_expansion_leaves_no_dst(tiny_checkpoint, tmp_path, monkeypatch):
+    def crash(self, path, *args, **kwargs):
+        (Path(path) / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hf_progressive.modeling_llama.ProgressiveLlamaForCausalLM.save_pretrained", crash)
+    with pytest.raises(KeyboardInterrupt):
+        main(["expand", str(tiny_checkpoint), str(tmp_path / "big"), *GROW])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_console_entry_point_exit_code(tiny_checkpoint, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_progressive.cli", "expand", str(tiny_checkpoint), str(tmp_path / "b"),
+         "--num-hidden-layers", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "num_hidden_layers=1 is smaller than the source's 2" in result.stderr
+
+
+def test_usage_without_command(capsys):
+    assert main([]) == 2 and "usage: hf-progressive {expand,demo}" in capsys.readouterr().err
+
+
+def test_demo_runs_every_operator(tmp_path):
+    report = run_demo(tmp_path)
+    table = report.split("\n\n")[-2].splitlines()
+    assert len(table) == 6  # header + 5 operators
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert rows["function_preserving+identity"][1] == "yes" and float(rows["function_preserving+identity"][2]) < 1e-4
+    assert rows["aki+interpolate"][1] == "no" and float(rows["aki+interpolate"][3]) > 1e-3
