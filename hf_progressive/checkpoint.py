@@ -35,7 +35,9 @@ def resolve_source(src: str | os.PathLike) -> Path:
 
         return Path(snapshot_download(str(src), allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.txt"]))
     except Exception as error:  # offline, unknown repo, gated, ...: one clear line for the CLI
-        raise CheckpointError(f"{src}: not a local directory and not fetchable from the Hub ({type(error).__name__})")
+        raise CheckpointError(
+            f"{src}: not a local directory and not fetchable from the Hub ({type(error).__name__})"
+        ) from None
 
 
 def read_config(path: str | os.PathLike):
@@ -70,7 +72,11 @@ def weight_files(path: str | os.PathLike) -> list[Path]:
 def check_safetensors(file: Path) -> None:
     """Raise `CheckpointError` unless `file` exists and holds every byte its header promises."""
     if not file.is_file():
-        hint = " (only safetensors checkpoints are read; re-save with save_pretrained)" if file.name == SINGLE_FILE else ""
+        hint = (
+            " (only safetensors checkpoints are read; re-save with save_pretrained)"
+            if file.name == SINGLE_FILE
+            else ""
+        )
         raise CheckpointError(f"{file}: missing{hint}.")
     size = file.stat().st_size
     with open(file, "rb") as handle:
@@ -100,7 +106,7 @@ def load_state_dict(path: str | os.PathLike, config=None) -> dict[str, torch.Ten
 
 
 def model_from_state_dict(cls, config, state_dict: dict[str, torch.Tensor]):
-    """`cls(config)` holding exactly `state_dict` (strict), built on the meta device so nothing is initialised twice."""
+    """`cls(config)` holding exactly `state_dict` (strict), built on the meta device: nothing initialised twice."""
     with torch.device("meta"):
         model = cls(config)
     model.load_state_dict(state_dict, strict=True, assign=True)

@@ -31,12 +31,19 @@ class ExpandArguments:
     num_key_value_heads: int | None = field(default=None, metadata={"help": "Target key/value heads (GQA groups)."})
     method: str = field(
         default=DEFAULT_WIDTH,
-        metadata={"help": "WIDTH, DEPTH or WIDTH+DEPTH. Width: function_preserving, fpi, aki, hypercloning; depth: "
-                  "identity, interpolate, stack (e.g. fpi+stack)."},
+        metadata={
+            "help": "WIDTH, DEPTH or WIDTH+DEPTH. Width: function_preserving, fpi, aki, hypercloning; depth: "
+            "identity, interpolate, stack (e.g. fpi+stack)."
+        },
     )
     seed: int = field(default=0, metadata={"help": "Seeds every random choice and draw."})
-    noise_std: float = field(default=0.0, metadata={"help": "Paired symmetry-breaking noise for copy-based width "
-                                                            "operators, as a fraction of each tensor's std."})
+    noise_std: float = field(
+        default=0.0,
+        metadata={
+            "help": "Paired symmetry-breaking noise for copy-based width "
+            "operators, as a fraction of each tensor's std."
+        },
+    )
     inserted_layers: list[int] | None = field(
         default=None, metadata={"help": "Positions of the new identity blocks in the grown model (default: even)."}
     )
@@ -96,8 +103,11 @@ def _expand_command(argv: list[str]) -> int:
 def _demo_command(argv: list[str]) -> int:
     from .demo import run_demo
 
-    parser = HfArgumentParser([], prog="hf-progressive demo", description="Grow a tiny random Llama with every "
-                              "operator and print the function-preservation report.")
+    parser = HfArgumentParser(
+        [],
+        prog="hf-progressive demo",
+        description="Grow a tiny random Llama with every operator and print the function-preservation report.",
+    )
     parser.add_argument("--out", default=None, help="Keep the checkpoints here (default: a temporary directory).")
     (paths,) = parser.parse_args_into_dataclasses(argv)
     if paths.out:

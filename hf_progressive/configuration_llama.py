@@ -44,8 +44,13 @@ class ProgressiveLlamaConfig(LlamaConfig):
         `ValueError`) naming the field, the value and the fix when the growth is impossible.
         """
         _check_llama(config)
-        given = dict(hidden_size=hidden_size, intermediate_size=intermediate_size, num_hidden_layers=num_hidden_layers,
-                     num_attention_heads=num_attention_heads, num_key_value_heads=num_key_value_heads)
+        given = dict(
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
+            num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads,
+            num_key_value_heads=num_key_value_heads,
+        )
         sizes = {name: getattr(config, name) if value is None else value for name, value in given.items()}
         validate_growth(config, sizes)
         values = {k: v for k, v in config.to_dict().items() if k not in ("architectures", "transformers_version")}
@@ -63,8 +68,12 @@ def _check_llama(config) -> None:
 
 def _sizes(values: dict) -> dict:
     """Accept both config field names and the axis names of `keys.axis_sizes`."""
-    aliases = {"hidden": "hidden_size", "ffn": "intermediate_size", "q": "num_attention_heads",
-               "kv": "num_key_value_heads"}
+    aliases = {
+        "hidden": "hidden_size",
+        "ffn": "intermediate_size",
+        "q": "num_attention_heads",
+        "kv": "num_key_value_heads",
+    }
     return {aliases.get(name, name): value for name, value in values.items()}
 
 
@@ -78,7 +87,8 @@ def validate_growth(config, sizes: dict) -> None:
             raise ExpansionError(f"{name}={value!r}: must be a positive integer (the source has {old}).")
         if value < old:
             raise ExpansionError(
-                f"{name}={value} is smaller than the source's {old}: growth cannot shrink a model; pass {name} >= {old}."
+                f"{name}={value} is smaller than the source's {old}: growth cannot shrink a model; "
+                f"pass {name} >= {old}."
             )
     heads, kv_heads, hidden = sizes["num_attention_heads"], sizes["num_key_value_heads"], sizes["hidden_size"]
     if heads % kv_heads:
@@ -101,8 +111,8 @@ def _check_group_seating(config, heads: int, kv_heads: int) -> None:
     needed = config.num_key_value_heads * -(-group // new_group)
     if needed > kv_heads:
         raise ExpansionError(
-            f"num_key_value_heads={kv_heads}: the source's {config.num_key_value_heads} kv groups of {group} query heads"
-            f" need {needed} groups of {new_group} to keep every query head with its keys and values. Use "
+            f"num_key_value_heads={kv_heads}: the source's {config.num_key_value_heads} kv groups of {group} query "
+            f"heads need {needed} groups of {new_group} to keep every query head with its keys and values. Use "
             f"num_key_value_heads >= {needed}, or keep query heads per group >= {group}."
         )
 

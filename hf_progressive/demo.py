@@ -9,12 +9,24 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from .cli import ExpandArguments, expand, format_report
 
 
-TINY = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=64)
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+)
 TARGET = dict(hidden_size=64, intermediate_size=80, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4)
 HYPERCLONING_TARGET = dict(TARGET, intermediate_size=74)  # integer ratios only
-METHODS = ("function_preserving+identity", "fpi+identity", "hypercloning+identity", "aki+interpolate",
-           "function_preserving+stack")
+METHODS = (
+    "function_preserving+identity",
+    "fpi+identity",
+    "hypercloning+identity",
+    "aki+interpolate",
+    "function_preserving+stack",
+)
 
 
 def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
@@ -38,8 +50,10 @@ def run_demo(out: Path) -> str:
         big = expand(str(small_dir), str(out / method.replace("+", "-")), args)
         report, plan = big.growth["preservation"], big.growth["plan"]
         details.append(format_report(big))
-        rows.append(f"{method:<30}{'yes' if plan['function_preserving'] else 'no':>11}"
-                    f"{report['max_abs_logit_diff']:>13.2e}{report['kl']:>11.2e}{big.num_parameters():>10,}")
+        rows.append(
+            f"{method:<30}{'yes' if plan['function_preserving'] else 'no':>11}"
+            f"{report['max_abs_logit_diff']:>13.2e}{report['kl']:>11.2e}{big.num_parameters():>10,}"
+        )
     return "\n\n".join(details + ["\n".join(rows), f"checkpoints in {out}"])
 
 

@@ -188,4 +188,12 @@ def _widen_gain(gain: torch.Tensor, plan: GrowthPlan) -> torch.Tensor:
     return out.to(gain.dtype)
 
 
-__all__ = ["Loader", "StateDict", "expand_state_dict", "expand_tensor", "new_entries", "source_keys", "tensor_generator"]
+__all__ = [
+    "Loader",
+    "StateDict",
+    "expand_state_dict",
+    "expand_tensor",
+    "new_entries",
+    "source_keys",
+    "tensor_generator",
+]

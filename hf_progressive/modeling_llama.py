@@ -129,7 +129,11 @@ def growth_record(small, plan: GrowthPlan, report: dict | None) -> dict:
         "new_parameters": new,
         "sources": sources,
         "preservation": report,
-        "versions": {"hf_progressive": __version__, "torch": torch.__version__, "transformers": transformers.__version__},
+        "versions": {
+            "hf_progressive": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
     }
 
 

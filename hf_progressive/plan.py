@@ -126,7 +126,12 @@ def _axis_map(n_old: int, n_new: int, policy: str, generator: torch.Generator) -
 def _head_maps(src, dst, policy: str, generator: torch.Generator) -> tuple[IndexMap, IndexMap]:
     """Query-head and kv-head maps that keep GQA groups intact: every old query head is seated in a new group whose
     kv head copies its old kv head, so it still attends with the same keys and values."""
-    n_q, n_kv, new_q, new_kv = src.num_attention_heads, src.num_key_value_heads, dst.num_attention_heads, dst.num_key_value_heads
+    n_q, n_kv, new_q, new_kv = (
+        src.num_attention_heads,
+        src.num_key_value_heads,
+        dst.num_attention_heads,
+        dst.num_key_value_heads,
+    )
     group, new_group = n_q // n_kv, new_q // new_kv
     seats = -(-group // new_group)  # new kv groups each old group needs to seat all its query heads
     kv = [j for j in range(n_kv) for _ in range(seats)]
@@ -135,8 +140,10 @@ def _head_maps(src, dst, policy: str, generator: torch.Generator) -> tuple[Index
     for j in range(n_kv):
         slots = [g * new_group + s for g, source in enumerate(kv) if source == j for s in range(new_group)]
         heads = [j * group + i for i in range(group)]
-        fill = heads + [FRESH if i == FRESH else heads[i] for i in _extra(group, len(slots) - group, policy, generator)]
-        for slot, head in zip(slots, fill):
+        fill = heads + [
+            FRESH if i == FRESH else heads[i] for i in _extra(group, len(slots) - group, policy, generator)
+        ]
+        for slot, head in zip(slots, fill, strict=False):  # fill is as long as slots
             q[slot] = head
     return IndexMap(tuple(q), n_q), IndexMap(tuple(kv), n_kv)
 
@@ -163,7 +170,7 @@ def _layer_sources(n_old: int, n_new: int, depth: str, inserted_layers: list[int
     else:
         sources = [(layer * n_old) // n_new if depth == "interpolate" else layer % n_old for layer in range(n_new)]
         flags = [source in sources[:layer] for layer, source in enumerate(sources)]
-    return tuple(LayerSource(s, f, min(s + 1, n_old - 1)) for s, f in zip(sources, flags))
+    return tuple(LayerSource(s, f, min(s + 1, n_old - 1)) for s, f in zip(sources, flags, strict=True))
 
 
 @dataclass(frozen=True)
@@ -249,8 +256,8 @@ def _check_fixed_fields(src, dst) -> None:
     for name in FIXED_FIELDS:
         if getattr(src, name) != getattr(dst, name):
             raise ExpansionError(
-                f"{name}: the target has {getattr(dst, name)!r} but the source has {getattr(src, name)!r}; growth keeps"
-                f" {name} fixed. Build the target with ProgressiveLlamaConfig.from_smaller(source_config, ...)."
+                f"{name}: the target has {getattr(dst, name)!r} but the source has {getattr(src, name)!r}; "
+                f"growth keeps {name} fixed. Build the target with ProgressiveLlamaConfig.from_smaller(source_config)."
             )
 
 
@@ -261,8 +268,12 @@ def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_
         raise ExpansionError("noise_std: only copy-based width operators (fpi, aki, hypercloning) use paired noise.")
     if width == "hypercloning":
         old, new = axis_sizes(src), axis_sizes(dst)
-        for axis, name in (("hidden", "hidden_size"), ("ffn", "intermediate_size"), ("q", "num_attention_heads"),
-                           ("kv", "num_key_value_heads")):
+        for axis, name in (
+            ("hidden", "hidden_size"),
+            ("ffn", "intermediate_size"),
+            ("q", "num_attention_heads"),
+            ("kv", "num_key_value_heads"),
+        ):
             if new[axis] % old[axis]:
                 raise ExpansionError(
                     f"{name}: hypercloning clones every unit an integer number of times, but {old[axis]} -> "
@@ -273,8 +284,10 @@ def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_
         n_old, n_new = src.num_hidden_layers, dst.num_hidden_layers
         if depth != "identity":
             raise ExpansionError(f"inserted_layers: only the 'identity' depth operator inserts blocks, not {depth!r}.")
-        if sorted(set(inserted_layers)) != sorted(inserted_layers) or len(inserted_layers) != n_new - n_old or any(
-            not 0 <= i < n_new for i in inserted_layers
+        if (
+            sorted(set(inserted_layers)) != sorted(inserted_layers)
+            or len(inserted_layers) != n_new - n_old
+            or any(not 0 <= i < n_new for i in inserted_layers)
         ):
             raise ExpansionError(
                 f"inserted_layers={inserted_layers}: give {n_new - n_old} distinct positions in [0, {n_new}) "

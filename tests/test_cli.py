@@ -57,10 +57,18 @@ def _truncated_weights(tmp_path, src):
 BAD_INPUTS = [
     # (id, make source dir (None: the tiny checkpoint), extra args, stderr fragment)
     ("shrinking", None, ["--hidden-size", "16"], "hidden_size=16 is smaller than the source's 32"),
-    ("heads vs kv heads", None, ["--num-attention-heads", "6", "--num-key-value-heads", "4", "--hidden-size", "48"],
-     "num_attention_heads=6 is not a multiple of num_key_value_heads=4"),
-    ("hidden vs heads", None, ["--hidden-size", "36", "--num-attention-heads", "8", "--num-key-value-heads", "4"],
-     "hidden_size=36 is not a multiple of num_attention_heads=8"),
+    (
+        "heads vs kv heads",
+        None,
+        ["--num-attention-heads", "6", "--num-key-value-heads", "4", "--hidden-size", "48"],
+        "num_attention_heads=6 is not a multiple of num_key_value_heads=4",
+    ),
+    (
+        "hidden vs heads",
+        None,
+        ["--hidden-size", "36", "--num-attention-heads", "8", "--num-key-value-heads", "4"],
+        "hidden_size=36 is not a multiple of num_attention_heads=8",
+    ),
     ("non-llama", _gpt2_dir, GROW, "model_type is 'gpt2'"),
     ("missing weights", _missing_weights, GROW, "model.safetensors: missing"),
     ("truncated weights", _truncated_weights, GROW, "truncated"),
@@ -71,7 +79,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("make_src, args, fragment", [pytest.param(*row[1:], id=row[0]) for row in BAD_INPUTS])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_checkpoint, tmp_path, capsys, make_src, args, fragment):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    tiny_checkpoint, tmp_path, capsys, make_src, args, fragment
+):
     src = tiny_checkpoint if make_src is None else make_src(tmp_path, tiny_checkpoint)
     capsys.readouterr()  # drop what building the source printed
     dst = tmp_path / "out" / "big"
@@ -105,9 +115,19 @@ def test_interrupted_expansion_leaves_no_dst(tiny_checkpoint, tmp_path, monkeypa
 
 def test_console_entry_point_exit_code(tiny_checkpoint, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "hf_progressive.cli", "expand", str(tiny_checkpoint), str(tmp_path / "b"),
-         "--num-hidden-layers", "1"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "hf_progressive.cli",
+            "expand",
+            str(tiny_checkpoint),
+            str(tmp_path / "b"),
+            "--num-hidden-layers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "num_hidden_layers=1 is smaller than the source's 2" in result.stderr

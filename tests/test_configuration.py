@@ -2,10 +2,10 @@
 passes here)."""
 
 import pytest
+from testing_utils import tiny_config
 from transformers import AutoConfig, GPT2Config, LlamaConfig
 
 from hf_progressive import ExpansionError, GrowthPlan, ProgressiveLlamaConfig
-from testing_utils import tiny_config
 
 
 def test_from_smaller_sets_sizes_and_keeps_head_dim():
@@ -32,12 +32,24 @@ BAD_SIZES = [
     ("shrink layers", {}, {"num_hidden_layers": 1}, "num_hidden_layers=1 is smaller"),
     ("shrink heads", {}, {"num_attention_heads": 2, "num_key_value_heads": 2}, "num_attention_heads=2 is smaller"),
     ("shrink kv heads", {}, {"num_key_value_heads": 1}, "num_key_value_heads=1 is smaller"),
-    ("heads % kv", {}, {"num_attention_heads": 6, "num_key_value_heads": 4, "hidden_size": 48},
-     "num_attention_heads=6 is not a multiple of num_key_value_heads=4"),
-    ("hidden % heads", {}, {"hidden_size": 36, "num_attention_heads": 8, "num_key_value_heads": 4},
-     "hidden_size=36 is not a multiple of num_attention_heads=8"),
-    ("kv groups cannot be seated", {"num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 36},
-     {"num_attention_heads": 10, "num_key_value_heads": 5, "hidden_size": 40}, "need 6 groups of 2"),
+    (
+        "heads % kv",
+        {},
+        {"num_attention_heads": 6, "num_key_value_heads": 4, "hidden_size": 48},
+        "num_attention_heads=6 is not a multiple of num_key_value_heads=4",
+    ),
+    (
+        "hidden % heads",
+        {},
+        {"hidden_size": 36, "num_attention_heads": 8, "num_key_value_heads": 4},
+        "hidden_size=36 is not a multiple of num_attention_heads=8",
+    ),
+    (
+        "kv groups cannot be seated",
+        {"num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 36},
+        {"num_attention_heads": 10, "num_key_value_heads": 5, "hidden_size": 40},
+        "need 6 groups of 2",
+    ),
     ("not an int", {}, {"hidden_size": 64.0}, "hidden_size=64.0: must be a positive integer"),
 ]
 

@@ -4,13 +4,13 @@ for every plan the state dict must match LlamaForCausalLM(big_cfg) exactly and t
 
 import pytest
 import torch
+from testing_utils import assert_logits_close, float64_rms_norm, tiny_config, tiny_model
 from transformers import LlamaForCausalLM
 
 from hf_progressive import ExpansionError, GrowthPlan, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
 from hf_progressive.expansion import expand_state_dict, expand_tensor, new_entries
 from hf_progressive.keys import expected_keys
 from hf_progressive.plan import parse_method
-from testing_utils import assert_logits_close, float64_rms_norm, tiny_config, tiny_model
 
 
 ALL = dict(hidden_size=64, intermediate_size=80, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4)
@@ -24,7 +24,11 @@ EXPANSION_CASES = [
     ("ffn 37->74", {}, {"intermediate_size": 74}),
     ("heads 4->8, gqa 2->4", {}, {"num_attention_heads": 8, "num_key_value_heads": 4}),
     ("heads 4->8, gqa 2->2 (bigger groups)", {}, {"num_attention_heads": 8, "num_key_value_heads": 2}),
-    ("heads 4->8, kv 1->4 (smaller groups)", {"num_key_value_heads": 1}, {"num_attention_heads": 8, "num_key_value_heads": 4}),
+    (
+        "heads 4->8, kv 1->4 (smaller groups)",
+        {"num_key_value_heads": 1},
+        {"num_attention_heads": 8, "num_key_value_heads": 4},
+    ),
     ("heads 4->8, mha (gqa off)", {"num_key_value_heads": 4}, {"num_attention_heads": 8, "num_key_value_heads": 8}),
     ("all at once", {}, ALL),
     ("all at once, tied", {"tie_word_embeddings": True}, ALL),
@@ -131,7 +135,9 @@ def _train_steps(model, steps: int = 2, lr: float = 1e-2):
     a position that predicts something (the last position of a row gets no gradient)."""
     vocab = model.config.vocab_size
     generator = torch.Generator().manual_seed(2)
-    stream = torch.cat([torch.randperm(vocab, generator=generator), torch.randint(0, vocab, (29,), generator=generator)])
+    stream = torch.cat(
+        [torch.randperm(vocab, generator=generator), torch.randint(0, vocab, (29,), generator=generator)]
+    )
     rows = stream.view(-1, 32)
     ids = torch.cat([rows, torch.zeros(len(rows), 1, dtype=rows.dtype)], dim=1)  # (4, 33)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)

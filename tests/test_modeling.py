@@ -8,12 +8,12 @@ import textwrap
 
 import pytest
 import torch
+from testing_utils import tiny_model
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
 
 from hf_progressive import ExpansionError, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
 from hf_progressive.modeling_llama import GROWTH_FILE
 from hf_progressive.verification import check_preservation, verify_expansion
-from testing_utils import tiny_model
 
 
 SIZES = dict(hidden_size=64, intermediate_size=80, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4)
@@ -29,7 +29,8 @@ def test_from_smaller_accepts_a_checkpoint_path(tiny_checkpoint):
     small = LlamaForCausalLM.from_pretrained(tiny_checkpoint)
     from_path, from_model = _grow(str(tiny_checkpoint)), _grow(small)
     assert from_path.growth["parent"] == str(tiny_checkpoint)
-    assert all(torch.equal(a, b) for a, b in zip(from_path.state_dict().values(), from_model.state_dict().values()))
+    a, b = from_path.state_dict(), from_model.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[key], b[key]) for key in a)
 
 
 @pytest.mark.parametrize("tied", [False, True])
@@ -79,8 +80,18 @@ def test_vanilla_transformers_loads_grown_checkpoint_in_subprocess(tmp_path):
     ids = torch.randint(0, 99, (2, 10))
     torch.save(ids, tmp_path / "ids.pt")
     result = subprocess.run(
-        [sys.executable, "-c", VANILLA_LOAD, str(tmp_path / "big"), str(tmp_path / "ids.pt"), str(tmp_path / "out.pt")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            VANILLA_LOAD,
+            str(tmp_path / "big"),
+            str(tmp_path / "ids.pt"),
+            str(tmp_path / "out.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "LlamaForCausalLM"

@@ -3,10 +3,10 @@
 from collections import Counter
 
 import pytest
+from testing_utils import tiny_config
 
 from hf_progressive import GrowthPlan, ProgressiveLlamaConfig
 from hf_progressive.plan import FRESH, default_inserted_layers
-from testing_utils import tiny_config
 
 
 def _plan(method="function_preserving", overrides=None, **sizes):
@@ -43,7 +43,10 @@ def test_hypercloning_block_repeats():
 def test_head_maps_keep_every_query_head_with_its_kv_head(method, overrides, sizes):
     plan = _plan(method, overrides, **sizes)
     src, dst = plan.src, plan.dst
-    group, new_group = src.num_attention_heads // src.num_key_value_heads, dst.num_attention_heads // dst.num_key_value_heads
+    group, new_group = (
+        src.num_attention_heads // src.num_key_value_heads,
+        dst.num_attention_heads // dst.num_key_value_heads,
+    )
     q, kv = plan.maps["q"].sources, plan.maps["kv"].sources
     assert set(range(src.num_attention_heads)) <= set(q)  # every old head is seated
     for head, source in enumerate(q):
@@ -56,7 +59,9 @@ def test_hypercloning_head_copies_are_uniform():
     assert set(counts.counts) == {2}
 
 
-@pytest.mark.parametrize("n_old, n_new, expected", [(2, 4, [1, 3]), (4, 6, [2, 5]), (3, 4, [3]), (2, 7, [1, 2, 4, 5, 6])])
+@pytest.mark.parametrize(
+    "n_old, n_new, expected", [(2, 4, [1, 3]), (4, 6, [2, 5]), (3, 4, [3]), (2, 7, [1, 2, 4, 5, 6])]
+)
 def test_default_inserted_layers_are_spread_evenly(n_old, n_new, expected):
     assert default_inserted_layers(n_old, n_new) == expected
 
