@@ -112,6 +112,7 @@ def _demo_command(argv: list[str]) -> int:
     (paths,) = parser.parse_args_into_dataclasses(argv)
     if paths.out:
         print(run_demo(Path(paths.out)))
+        print(f"\ncheckpoints kept in {paths.out}")
     else:
         with tempfile.TemporaryDirectory() as tmp:
             print(run_demo(Path(tmp)))

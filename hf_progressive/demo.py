@@ -54,7 +54,7 @@ def run_demo(out: Path) -> str:
             f"{method:<30}{'yes' if plan['function_preserving'] else 'no':>11}"
             f"{report['max_abs_logit_diff']:>13.2e}{report['kl']:>11.2e}{big.num_parameters():>10,}"
         )
-    return "\n\n".join(details + ["\n".join(rows), f"checkpoints in {out}"])
+    return "\n\n".join(details + ["\n".join(rows)])
 
 
 __all__ = ["run_demo", "tiny_llama"]

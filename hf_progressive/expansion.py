@@ -119,20 +119,20 @@ def _randn(shape, generator, like: torch.Tensor, std: float) -> torch.Tensor:
     return (torch.randn(shape, generator=generator, dtype=torch.float32) * std).to(like.dtype).to(like.device)
 
 
-def _row_map(plan: GrowthPlan, axis: str) -> torch.Tensor:
-    return plan.maps[axis].rows(rows_per_unit(axis, plan.src.head_dim))
+def _row_map(plan: GrowthPlan, axis: str, device: torch.device) -> torch.Tensor:
+    return plan.maps[axis].rows(rows_per_unit(axis, plan.src.head_dim)).to(device)
 
 
-def _row_counts(plan: GrowthPlan, axis: str) -> torch.Tensor:
+def _row_counts(plan: GrowthPlan, axis: str, device: torch.device) -> torch.Tensor:
     counts = torch.tensor(plan.maps[axis].counts, dtype=torch.float64)
-    return counts.repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
+    return counts.repeat_interleave(rows_per_unit(axis, plan.src.head_dim)).to(device)
 
 
 def _widen_in(tensor, dim: int, axis: str, plan: GrowthPlan, generator, std: float) -> torch.Tensor:
     """(.., in_old, ..) -> (.., in_new, ..) along the fan-in axis `dim`."""
     if plan.maps[axis].unchanged:
         return tensor
-    rows, counts = _row_map(plan, axis), _row_counts(plan, axis)
+    rows, counts = _row_map(plan, axis, tensor.device), _row_counts(plan, axis, tensor.device)
     kept, fresh = rows != FRESH, rows == FRESH
     x = tensor.movedim(dim, 0)  # (in_old, rest)
     out = x.index_select(0, rows.clamp(min=0))  # (in_new, rest)
@@ -151,22 +151,24 @@ def _paired_noise(rows, counts, like, generator, std: float) -> torch.Tensor:
     """Noise that sums to exactly zero (up to rounding) over every group of copies of one old unit: copies see the
     same input, so their outputs still add up to the original (HyperCloning's symmetry-breaking noise)."""
     kept = rows != FRESH
-    noise = torch.randn(like.shape, generator=generator, dtype=torch.float64) * std
+    noise = (torch.randn(like.shape, generator=generator, dtype=torch.float64) * std).to(like.device)
     noise[~kept] = 0
-    sums = torch.zeros((len(counts), *like.shape[1:]), dtype=torch.float64).index_add_(0, rows[kept], noise[kept])
+    sums = torch.zeros((len(counts), *like.shape[1:]), dtype=torch.float64, device=like.device)
+    sums.index_add_(0, rows[kept], noise[kept])
     mean = sums / counts.clamp(min=1).view(-1, *[1] * (like.dim() - 1))
     noise[kept] -= mean[rows[kept]]
-    return noise.to(like.dtype).to(like.device)
+    return noise.to(like.dtype)
 
 
 def _widen_out(tensor, dim, axis, spec: TensorSpec, plan: GrowthPlan, generator, std, donor) -> torch.Tensor:
     """(.., out_old, ..) -> (.., out_new, ..): copy the rows of copied units, fill fresh ones."""
     if plan.maps[axis].unchanged:
         return tensor
-    rows = _row_map(plan, axis)
+    rows = _row_map(plan, axis, tensor.device)
     out = tensor.movedim(dim, 0).index_select(0, rows.clamp(min=0))
     if donor is not None and axis in PER_LAYER_AXES:  # AKI (bert2BERT): new units come from the next layer
-        first = torch.tensor(plan.maps[axis].first).repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
+        first = torch.tensor(plan.maps[axis].first, device=rows.device)
+        first = first.repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
         later = (~first) & (rows != FRESH)
         out[later] = donor.movedim(dim, 0).index_select(0, rows[later])
     fresh = rows == FRESH
@@ -180,7 +182,7 @@ def _widen_gain(gain: torch.Tensor, plan: GrowthPlan) -> torch.Tensor:
     """RMSNorm gain over the hidden axis: gamma' = gamma[source] * sqrt(r) / count[source]; fresh -> mean * sqrt(r)."""
     if plan.maps["hidden"].unchanged:
         return gain
-    rows, counts = _row_map(plan, "hidden"), _row_counts(plan, "hidden")
+    rows, counts = _row_map(plan, "hidden", gain.device), _row_counts(plan, "hidden", gain.device)
     root = math.sqrt(plan.norm_ratio)
     kept = rows != FRESH
     out = gain.double().index_select(0, rows.clamp(min=0))

@@ -139,8 +139,20 @@ def test_usage_without_command(capsys):
 
 def test_demo_runs_every_operator(tmp_path):
     report = run_demo(tmp_path)
-    table = report.split("\n\n")[-2].splitlines()
+    table = report.split("\n\n")[-1].splitlines()
     assert len(table) == 6  # header + 5 operators
     rows = {line.split()[0]: line.split() for line in table[1:]}
     assert rows["function_preserving+identity"][1] == "yes" and float(rows["function_preserving+identity"][2]) < 1e-4
     assert rows["aki+interpolate"][1] == "no" and float(rows["aki+interpolate"][3]) > 1e-3
+
+
+def test_hub_script_expand(tiny_checkpoint, tmp_path):
+    script = Path(__file__).parents[1] / "hub_scripts" / "expand.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(tiny_checkpoint), str(tmp_path / "big"), "--num-hidden-layers", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "num_hidden_layers     2 -> 3" in result.stdout and (tmp_path / "big" / "model.safetensors").is_file()

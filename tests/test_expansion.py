@@ -4,7 +4,7 @@ for every plan the state dict must match LlamaForCausalLM(big_cfg) exactly and t
 
 import pytest
 import torch
-from testing_utils import assert_logits_close, float64_rms_norm, tiny_config, tiny_model
+from testing_utils import assert_logits_close, float64_rms_norm, require_gpu, tiny_config, tiny_model
 from transformers import LlamaForCausalLM
 
 from hf_progressive import ExpansionError, GrowthPlan, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
@@ -243,3 +243,14 @@ def test_half_precision_keeps_dtype_and_stays_close(dtype):
     big = _grow(small, ALL, "function_preserving", strict=True)
     assert big.dtype == dtype and all(p.dtype == dtype for p in big.parameters())
     assert big.growth["preservation"]["max_abs_logit_diff"] < 0.1
+
+
+@require_gpu
+@pytest.mark.parametrize("method", ["function_preserving", "fpi (noise)", "aki+stack", "hypercloning (noise)"])
+def test_expansion_on_gpu_matches_cpu(method):
+    small = tiny_model()
+    sizes = {**ALL, "intermediate_size": 74}
+    on_cpu = _grow(small, sizes, method).state_dict()
+    on_gpu = _grow(small.cuda(), sizes, method).state_dict()
+    for key, value in on_cpu.items():
+        torch.testing.assert_close(on_gpu[key].cpu(), value, rtol=1e-6, atol=1e-6)
