@@ -50,7 +50,10 @@ def expand_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
         key = TIED_KEYS[key]
     spec, (source, donor) = tensor_spec(key), source_keys(key, plan)
     generator = tensor_generator(plan.seed, key)
-    out = _widen(load(source), spec, plan, generator, None if donor is None else load(donor))
+    loaded = load(source)
+    out = _widen(loaded, spec, plan, generator, None if donor is None else load(donor))
+    if out is loaded:  # nothing grew along this tensor's axes: copy, never alias the source (or another layer)
+        out = out.clone()
     layer, _ = split_layer_key(key)
     if layer is not None and plan.layers[layer].inserted and plan.depth_method == "identity" and spec.writes_residual:
         out = torch.zeros_like(out)  # LLaMA Pro: the inserted block starts as the identity

@@ -254,3 +254,15 @@ def test_expansion_on_gpu_matches_cpu(method):
     on_gpu = _grow(small.cuda(), sizes, method).state_dict()
     for key, value in on_cpu.items():
         torch.testing.assert_close(on_gpu[key].cpu(), value, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [{"num_hidden_layers": 4}, {"intermediate_size": 80}, ALL], ids=str)
+def test_grown_model_shares_no_storage_with_parent_or_itself(sizes):
+    small = tiny_model()
+    big = _grow(small, sizes, "function_preserving", verify=False)
+    parent = {p.untyped_storage().data_ptr() for p in small.parameters()}
+    grown = [p.untyped_storage().data_ptr() for p in big.parameters()]  # tied weights appear once in parameters()
+    assert not parent & set(grown) and len(set(grown)) == len(grown)
+    before = {k: v.clone() for k, v in small.state_dict().items()}
+    _train_steps(big, steps=1)
+    assert all(torch.equal(before[k], v) for k, v in small.state_dict().items())
