@@ -54,7 +54,7 @@ class ExpandArguments:
         return {name: getattr(self, name) for name in SIZE_FIELDS if getattr(self, name) is not None}
 
 
-def expand(src: str, dst: str, args: ExpandArguments) -> ProgressiveLlamaForCausalLM:
+def expand(src: str, dst: str, args: ExpandArguments, progress: bool = True) -> ProgressiveLlamaForCausalLM:
     """Grow checkpoint `src` into checkpoint directory `dst` (written atomically); returns the grown model."""
     prepare_output_dir(dst, args.overwrite)  # fail before any work
     src_dir = resolve_source(src)
@@ -62,11 +62,10 @@ def expand(src: str, dst: str, args: ExpandArguments) -> ProgressiveLlamaForCaus
     small.name_or_path = src
     config = ProgressiveLlamaConfig.from_smaller(small.config, **args.sizes())
     options = {k: v for k, v in asdict(args).items() if k in ("seed", "noise_std", "inserted_layers", "strict")}
-    big = ProgressiveLlamaForCausalLM.from_smaller(small, config, method=args.method, progress=True, **options)
+    big = ProgressiveLlamaForCausalLM.from_smaller(small, config, method=args.method, progress=progress, **options)
     with atomic_output_dir(dst, args.overwrite) as tmp:
         big.save_pretrained(tmp)
         copy_tokenizer_files(src_dir, tmp)
-    big.small_num_parameters = small.num_parameters()
     return big
 
 
@@ -74,9 +73,8 @@ def format_report(big: ProgressiveLlamaForCausalLM) -> str:
     """The preservation report printed after a growth."""
     growth, plan, report = big.growth, big.growth["plan"], big.growth["preservation"]
     rows = [(name, f"{old} -> {plan['dst_sizes'][name]}") for name, old in plan["src_sizes"].items()]
-    if hasattr(big, "small_num_parameters"):
-        rows.append(("parameters", f"{big.small_num_parameters:,} -> {big.num_parameters():,}"))
-    rows.append(("new parameters", f"{growth['new_parameters']:,}"))
+    counts = growth["num_parameters"]
+    rows.append(("parameters", f"{counts['parent']:,} -> {counts['grown']:,} ({counts['new']:,} new)"))
     rows.append(("function preserving", "yes" if plan["function_preserving"] else "no (by design of the operator)"))
     if report:
         rows += [

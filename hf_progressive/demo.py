@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.utils.logging import disable_progress_bar
 
 from .cli import ExpandArguments, expand, format_report
 
@@ -41,13 +42,14 @@ def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
 
 def run_demo(out: Path) -> str:
     """Grow `out/small` into `out/<method>` with every operator; returns the report (details, then one table)."""
+    disable_progress_bar()  # tiny models: the bars would only drown the report
     small_dir = out / "small"
     tiny_llama().save_pretrained(small_dir)
     details, rows = [], [f"{'method':<30}{'preserving':>11}{'max|dlogit|':>13}{'KL':>11}{'params':>10}"]
     for method in METHODS:
         sizes = HYPERCLONING_TARGET if method.startswith("hypercloning") else TARGET
         args = ExpandArguments(method=method, overwrite=True, **sizes)
-        big = expand(str(small_dir), str(out / method.replace("+", "-")), args)
+        big = expand(str(small_dir), str(out / method.replace("+", "-")), args, progress=False)
         report, plan = big.growth["preservation"], big.growth["plan"]
         details.append(format_report(big))
         rows.append(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import logging
 
+from .configuration_llama import validate_growth
 from .errors import ExpansionError
 from .keys import axis_sizes
 
@@ -198,8 +199,6 @@ class GrowthPlan:
         inserted_layers: list[int] | None = None,
     ) -> "GrowthPlan":
         """Resolve `method` ("WIDTH", "DEPTH" or "WIDTH+DEPTH") for growing `src` into `dst` (both LlamaConfigs)."""
-        from .configuration_llama import validate_growth
-
         width, depth = parse_method(method)
         validate_growth(src, axis_sizes(dst) | {"num_hidden_layers": dst.num_hidden_layers})
         _check_fixed_fields(src, dst)

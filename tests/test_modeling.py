@@ -57,7 +57,10 @@ def test_growth_json_records_provenance(tmp_path):
     assert growth["preservation"]["max_abs_logit_diff"] <= 1e-4 and growth["preservation"]["kl"] <= 1e-6
     assert growth["sources"]["model.layers.1.mlp.down_proj.weight"] == {"from": "model.layers.0.mlp.down_proj.weight"}
     assert growth["plan"]["layers"][1] == {"source": 0, "inserted": True, "donor": 1}
-    assert 0 < growth["new_parameters"] < big.num_parameters()
+    counts = growth["num_parameters"]
+    assert (
+        counts["grown"] == big.num_parameters() and counts["new"] == counts["grown"] - counts["parent"]
+    )  # fp: each old entry kept once
 
 
 VANILLA_LOAD = textwrap.dedent(
