@@ -1,0 +1,288 @@
+"""Family recipes: typed dataclasses loaded from YAML, validated early with one-line errors that name the field,
+the value and the fix. Shipped recipes live in hf_progressive/recipes/*.yaml (`--recipe tiny` finds them)."""
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .budget import MODES
+from .errors import ExpansionError
+from .plan import parse_method
+
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+SIZE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+
+
+class RecipeError(ExpansionError):
+    """A recipe that cannot be built (unknown field, bad value, sizes that do not grow, ...)."""
+
+
+@dataclass
+class MemberSpec:
+    """One member: explicit sizes, or a target parameter count (`params`) solved into a shape; `method` is the
+    expansion operator from the previous member (ignored for the first)."""
+
+    hidden_size: int | None = None
+    intermediate_size: int | None = None
+    num_hidden_layers: int | None = None
+    num_attention_heads: int | None = None
+    num_key_value_heads: int | None = None
+    params: float | None = None
+    method: str = "function_preserving+identity"
+    tokens_per_param: float | None = None  # overrides the recipe-wide multiple
+    max_lr: float | None = None  # overrides the recipe-wide schedule
+
+
+@dataclass
+class TokenizerSpec:
+    """`path`: any Hugging Face tokenizer (local dir, or Hub id where the network allows); or `train_bpe: true` to
+    train a byte-level BPE of the recipe's vocab_size on the training corpus."""
+
+    path: str | None = None
+    train_bpe: bool = False
+    bpe_training_chars: int = 2_000_000  # how much of the corpus the BPE is trained on
+
+
+@dataclass
+class DataSpec:
+    """`train` / `validation`: "embedded" (the public-domain corpus shipped with the package), local text, JSONL,
+    JSON or parquet files (globs allowed), or a Hub dataset id (streamed where the network allows)."""
+
+    train: str = "embedded"
+    validation: str = "embedded"
+    text_field: str = "text"
+    hub_split: str = "train"
+    validation_blocks: int = 32
+
+
+@dataclass
+class LRSpec:
+    """Max LR per member: listed in the members, or log-linear in parameter count from `smallest` to `largest`,
+    or `fixed` for every member. Each stage warms up then decays (cosine, or WSD) to `min_lr_ratio` x max."""
+
+    smallest: float | None = 1.5e-3
+    largest: float | None = 3.0e-4
+    fixed: float | None = None
+    schedule: str = "cosine"
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.1
+    decay_ratio: float = 0.2  # WSD only: fraction of the stage spent decaying
+
+
+@dataclass
+class OptimizerSpec:
+    """AdamW hyper-parameters, and what happens to its state at growth: `reset` (fresh moments) or `carry`
+    (moments mapped through the growth's index maps, new coordinates zero, step counts kept)."""
+
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    at_growth: str = "reset"
+
+
+@dataclass
+class Recipe:
+    """A model family: members (smallest first), shared Llama settings, data, budgets, schedule."""
+
+    name: str
+    members: list[MemberSpec]
+    vocab_size: int = 2048
+    seq_len: int = 128
+    batch_size: int = 16  # sequences per optimizer step, across all processes
+    tokens_per_param: float = 40.0  # 2x Chinchilla (20 tokens per parameter), the paper's setting
+    mode: str = "progressive"
+    seed: int = 0
+    head_dim: int = 64
+    tie_word_embeddings: bool = False
+    model: dict = field(default_factory=dict)  # any other LlamaConfig field (rope_parameters, rms_norm_eps, ...)
+    tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    lr: LRSpec = field(default_factory=LRSpec)
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    logging_steps: int = 10
+    save_steps: int = 200
+    source: str | None = None  # where the recipe was read from (set by load_recipe)
+    text: str | None = field(default=None, repr=False)  # the YAML as written (for cards)
+
+    def __post_init__(self):
+        _validate(self)
+
+
+def _validate(recipe: Recipe) -> None:
+    _check(bool(recipe.name), "name", recipe.name, "give the family a name")
+    _check(len(recipe.members) >= 1, "members", recipe.members, "list at least one member")
+    for name in ("vocab_size", "seq_len", "batch_size", "head_dim", "logging_steps", "save_steps"):
+        value = getattr(recipe, name)
+        _check(isinstance(value, int) and value > 0, name, value, "use a positive integer")
+    _check(recipe.mode in MODES, "mode", recipe.mode, f"choose one of {', '.join(MODES)}")
+    _check(recipe.tokens_per_param > 0, "tokens_per_param", recipe.tokens_per_param,
+           "every member needs tokens: use a positive multiple (2x Chinchilla is 40)")
+    for k, member in enumerate(recipe.members):
+        if member.tokens_per_param is not None:
+            _check(member.tokens_per_param > 0, f"members[{k}].tokens_per_param", member.tokens_per_param,
+                   "every member needs tokens: use a positive value")
+        try:
+            parse_method(member.method)
+        except ExpansionError as error:
+            raise RecipeError(f"members[{k}].method: {error}") from None
+    _validate_tokenizer(recipe)
+    _validate_schedule(recipe)
+    member_configs(recipe)  # sizes must resolve and grow member to member
+
+
+def _validate_tokenizer(recipe: Recipe) -> None:
+    spec = recipe.tokenizer
+    _check(bool(spec.path) != bool(spec.train_bpe), "tokenizer", vars(spec),
+           "set exactly one of tokenizer.path (an HF tokenizer) or tokenizer.train_bpe: true")
+    if spec.train_bpe:
+        _check(recipe.vocab_size >= 300, "vocab_size", recipe.vocab_size,
+               "a byte-level BPE needs at least 256 byte tokens plus merges: use vocab_size >= 300")
+
+
+def _validate_schedule(recipe: Recipe) -> None:
+    lr = recipe.lr
+    _check(lr.schedule in ("cosine", "wsd"), "lr.schedule", lr.schedule, "choose cosine or wsd")
+    _check(0 <= lr.min_lr_ratio <= 1, "lr.min_lr_ratio", lr.min_lr_ratio, "use a fraction in [0, 1]")
+    _check(0 <= lr.warmup_ratio < 1, "lr.warmup_ratio", lr.warmup_ratio, "use a fraction in [0, 1)")
+    _check(0 < lr.decay_ratio <= 1, "lr.decay_ratio", lr.decay_ratio, "use a fraction in (0, 1]")
+    listed = [m.max_lr for m in recipe.members]
+    if lr.fixed is None and None in listed:
+        _check(lr.smallest is not None and lr.largest is not None and lr.smallest > 0 and lr.largest > 0,
+               "lr", vars(lr), "set lr.fixed, or positive lr.smallest and lr.largest, or max_lr on every member")
+    _check(recipe.optimizer.at_growth in ("reset", "carry"), "optimizer.at_growth", recipe.optimizer.at_growth,
+           "choose reset or carry")
+
+
+def _check(ok: bool, name: str, value, fix: str) -> None:
+    if not ok:
+        raise RecipeError(f"{name}={value!r}: {fix}.")
+
+
+def _from_dict(cls, data, where: str):
+    """Build dataclass `cls` from a YAML mapping, refusing unknown fields (named with their path)."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where or 'recipe'}: expected a mapping, got {type(data).__name__}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise RecipeError(f"unknown field {path!r}; known fields here: {', '.join(sorted(fields))}.")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            value = _from_dict(kind, value, path)
+        elif key == "members":
+            if not isinstance(value, list):
+                raise RecipeError(f"members: expected a list of members, got {type(value).__name__}.")
+            value = [_from_dict(MemberSpec, item, f"members[{i}]") for i, item in enumerate(value)]
+        kwargs[key] = value
+    missing = [f.name for f in fields.values() if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and f.name not in kwargs]
+    if missing:
+        raise RecipeError(f"{where or 'recipe'}: missing required field(s) {', '.join(missing)}.")
+    return cls(**kwargs)
+
+
+def load_recipe(name_or_path: str, **overrides) -> Recipe:
+    """A shipped recipe by name (`tiny`) or a YAML file; `overrides` replace top-level fields (e.g. mode)."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = RECIPES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+        raise RecipeError(f"recipe {name_or_path!r}: no such file and no shipped recipe (shipped: {shipped}).")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path}: not valid YAML ({str(error).splitlines()[0]}).") from None
+    data = {**data, **{k: v for k, v in overrides.items() if v is not None}, "source": str(path), "text": text}
+    return _from_dict(Recipe, data, "")
+
+
+def shipped_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def base_config(recipe: Recipe, sizes: dict):
+    """The LlamaConfig of a member with `sizes` under the recipe's shared settings."""
+    from transformers import LlamaConfig
+
+    fields = {
+        "vocab_size": recipe.vocab_size,
+        "head_dim": recipe.head_dim,
+        "tie_word_embeddings": recipe.tie_word_embeddings,
+        "max_position_embeddings": recipe.seq_len,
+        **recipe.model,
+        **sizes,
+    }
+    try:
+        return LlamaConfig(**fields)
+    except Exception as error:  # LlamaConfig's own validation
+        raise RecipeError(f"model settings {sizes}: {str(error).splitlines()[-1].strip()}") from None
+
+
+def member_configs(recipe: Recipe) -> list:
+    """One LlamaConfig per member (explicit sizes, missing ones taken from the previous member, or `params` solved
+    into a shape), each validated as a growth of the previous one."""
+    from .budget import parameter_counts
+    from .configuration_llama import validate_growth
+
+    configs = []
+    for k, member in enumerate(recipe.members):
+        previous = configs[-1] if configs else None
+        sizes = {key: getattr(member, key) for key in SIZE_KEYS if getattr(member, key) is not None}
+        if member.params is not None:
+            sizes = {**solve_shape(recipe, member.params, previous), **sizes}
+        elif previous is not None:
+            sizes = {**{key: getattr(previous, key) for key in SIZE_KEYS}, **sizes}
+        missing = [key for key in SIZE_KEYS if key not in sizes]
+        if missing:
+            raise RecipeError(f"members[{k}]: missing {', '.join(missing)}; give every size or `params`.")
+        config = base_config(recipe, sizes)
+        if previous is not None:
+            try:
+                validate_growth(previous, sizes)
+            except ExpansionError as error:
+                raise RecipeError(f"members[{k}]: {error}") from None
+            if parameter_counts(config)["total"] <= parameter_counts(previous)["total"]:
+                raise RecipeError(f"members[{k}]: same sizes as members[{k - 1}]; every member must be larger.")
+        configs.append(config)
+    return configs
+
+
+def solve_shape(recipe: Recipe, target: float, previous=None) -> dict:
+    """Sizes whose parameter count is closest to `target`, keeping the previous member's proportions (hidden per
+    layer, FFN ratio, query heads per kv head) and never shrinking it; one dial, as nanochat's depth."""
+    from .budget import parameter_counts
+
+    aspect = previous.hidden_size / previous.num_hidden_layers if previous else 64.0
+    ffn_ratio = previous.intermediate_size / previous.hidden_size if previous else 8 / 3
+    group = previous.num_attention_heads // previous.num_key_value_heads if previous else 1
+    floor = {key: getattr(previous, key) if previous else 1 for key in SIZE_KEYS}
+    best, best_gap = None, float("inf")
+    for layers in range(floor["num_hidden_layers"], 512):
+        heads = max(floor["num_attention_heads"], round(aspect * layers / recipe.head_dim))
+        heads = -(-heads // group) * group
+        hidden = max(floor["hidden_size"], heads * recipe.head_dim)
+        sizes = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+                 "num_key_value_heads": max(floor["num_key_value_heads"], heads // group),
+                 "intermediate_size": max(floor["intermediate_size"], round(ffn_ratio * hidden / 8) * 8)}
+        count = parameter_counts(base_config(recipe, sizes))["total"]
+        gap = abs(count - target)
+        if gap < best_gap:
+            best, best_gap = sizes, gap
+        if count > 2 * target:
+            break
+    return best
+
+
+__all__ = ["MemberSpec", "Recipe", "RecipeError", "base_config", "load_recipe", "member_configs", "shipped_recipes",
+           "solve_shape"]
