@@ -100,8 +100,10 @@ def interpolate_lr(params: list[int], smallest: float, largest: float) -> list[f
     lo, hi = math.log(params[0]), math.log(params[-1])
     if hi == lo:
         return [smallest for _ in params]
-    return [math.exp(math.log(smallest) + (math.log(n) - lo) / (hi - lo) * (math.log(largest) - math.log(smallest)))
-            for n in params]
+    return [
+        math.exp(math.log(smallest) + (math.log(n) - lo) / (hi - lo) * (math.log(largest) - math.log(smallest)))
+        for n in params
+    ]
 
 
 def saving(progressive_flops: float, independent_flops: float) -> float:

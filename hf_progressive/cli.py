@@ -16,8 +16,10 @@ from transformers import HfArgumentParser
 from .checkpoint import atomic_output_dir, copy_tokenizer_files, load_model, prepare_output_dir, resolve_source
 from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
 from .errors import CheckpointError, ExpansionError
+from .family import format_plan, plan_family
 from .modeling_llama import ProgressiveLlamaForCausalLM
 from .plan import DEFAULT_WIDTH
+from .recipe import load_recipe, shipped_recipes
 
 
 @dataclass
@@ -117,7 +119,56 @@ def _demo_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"expand": _expand_command, "demo": _demo_command}
+@dataclass
+class FamilyArguments:
+    """Options of `hf-progressive build-family` and `hf-progressive plan`."""
+
+    recipe: str = field(
+        default="tiny", metadata={"help": f"A shipped recipe ({', '.join(shipped_recipes())}) or a YAML file."}
+    )
+    mode: str | None = field(
+        default=None, metadata={"help": "independent, progressive or progressive_fixed_data (default: the recipe's)."}
+    )
+    out: str = field(default="out", metadata={"help": "Output directory (members/, family.json, stages/, data/)."})
+    max_steps_per_stage: int | None = field(default=None, metadata={"help": "Cap every stage (smoke tests)."})
+    report_to: str = field(default="none", metadata={"help": "Trainer report_to: none, tensorboard, wandb, ..."})
+
+
+def _family_parser(prog: str) -> HfArgumentParser:
+    return HfArgumentParser(FamilyArguments, prog=f"hf-progressive {prog}")
+
+
+def _plan_command(argv: list[str]) -> int:
+    parser = _family_parser("plan")
+    parser.add_argument("recipe_path", nargs="?", help="Recipe name or YAML file (same as --recipe).")
+    args, extra = parser.parse_args_into_dataclasses(argv)
+    recipe = load_recipe(extra.recipe_path or args.recipe)
+    print(format_plan(plan_family(recipe, args.mode, args.max_steps_per_stage)))
+    return 0
+
+
+def _build_family_command(argv: list[str]) -> int:
+    from accelerate import PartialState
+
+    from .builder import build_family, format_ledger
+
+    (args,) = _family_parser("build-family").parse_args_into_dataclasses(argv)
+    recipe = load_recipe(args.recipe)
+    if PartialState().is_main_process:
+        print(format_plan(plan_family(recipe, args.mode, args.max_steps_per_stage)), flush=True)
+    ledger = build_family(recipe, args.out, args.mode, max_steps=args.max_steps_per_stage, report_to=args.report_to)
+    if PartialState().is_main_process:
+        print(format_ledger(ledger))
+        print(f"members in {Path(args.out) / 'members'}, ledger in {Path(args.out) / 'family.json'}")
+    return 0
+
+
+COMMANDS = {
+    "build-family": _build_family_command,
+    "plan": _plan_command,
+    "expand": _expand_command,
+    "demo": _demo_command,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

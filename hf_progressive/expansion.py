@@ -77,6 +77,21 @@ def expand_state_dict(state_dict: StateDict, plan: GrowthPlan, progress: bool = 
     return grown
 
 
+@torch.no_grad()
+def carry_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
+    """Optimizer state (AdamW moments) for grown parameter `key`: inherited entries keep their source's value,
+    gathered through the same index maps and layer map as the weights (no rescaling); new entries start at zero."""
+    if plan.dst.tie_word_embeddings and key in TIED_KEYS:
+        key = TIED_KEYS[key]
+    spec, (source, _) = tensor_spec(key), source_keys(key, plan)
+    out = load(source)
+    for dim, (axis, _role) in enumerate(spec.axes):
+        if axis != "vocab" and not plan.maps[axis].unchanged:
+            rows = _row_map(plan, axis, out.device)
+            out = out.movedim(dim, 0).index_select(0, rows.clamp(min=0)).movedim(0, dim)
+    return torch.where(new_entries(key, plan).to(out.device), torch.zeros((), dtype=out.dtype), out).contiguous()
+
+
 def new_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
     """Boolean mask over grown tensor `key`: True where the entry is new (fresh, a later copy, AKI-sourced, or in a
     layer that is not the first copy of its old layer), False where it is the old entry carried over (possibly
@@ -197,6 +212,7 @@ __all__ = [
     "Loader",
     "StateDict",
     "expand_state_dict",
+    "carry_tensor",
     "expand_tensor",
     "new_entries",
     "source_keys",

@@ -121,12 +121,20 @@ def _validate(recipe: Recipe) -> None:
         value = getattr(recipe, name)
         _check(isinstance(value, int) and value > 0, name, value, "use a positive integer")
     _check(recipe.mode in MODES, "mode", recipe.mode, f"choose one of {', '.join(MODES)}")
-    _check(recipe.tokens_per_param > 0, "tokens_per_param", recipe.tokens_per_param,
-           "every member needs tokens: use a positive multiple (2x Chinchilla is 40)")
+    _check(
+        recipe.tokens_per_param > 0,
+        "tokens_per_param",
+        recipe.tokens_per_param,
+        "every member needs tokens: use a positive multiple (2x Chinchilla is 40)",
+    )
     for k, member in enumerate(recipe.members):
         if member.tokens_per_param is not None:
-            _check(member.tokens_per_param > 0, f"members[{k}].tokens_per_param", member.tokens_per_param,
-                   "every member needs tokens: use a positive value")
+            _check(
+                member.tokens_per_param > 0,
+                f"members[{k}].tokens_per_param",
+                member.tokens_per_param,
+                "every member needs tokens: use a positive value",
+            )
         try:
             parse_method(member.method)
         except ExpansionError as error:
@@ -138,11 +146,19 @@ def _validate(recipe: Recipe) -> None:
 
 def _validate_tokenizer(recipe: Recipe) -> None:
     spec = recipe.tokenizer
-    _check(bool(spec.path) != bool(spec.train_bpe), "tokenizer", vars(spec),
-           "set exactly one of tokenizer.path (an HF tokenizer) or tokenizer.train_bpe: true")
+    _check(
+        bool(spec.path) != bool(spec.train_bpe),
+        "tokenizer",
+        vars(spec),
+        "set exactly one of tokenizer.path (an HF tokenizer) or tokenizer.train_bpe: true",
+    )
     if spec.train_bpe:
-        _check(recipe.vocab_size >= 300, "vocab_size", recipe.vocab_size,
-               "a byte-level BPE needs at least 256 byte tokens plus merges: use vocab_size >= 300")
+        _check(
+            recipe.vocab_size >= 300,
+            "vocab_size",
+            recipe.vocab_size,
+            "a byte-level BPE needs at least 256 byte tokens plus merges: use vocab_size >= 300",
+        )
 
 
 def _validate_schedule(recipe: Recipe) -> None:
@@ -153,10 +169,18 @@ def _validate_schedule(recipe: Recipe) -> None:
     _check(0 < lr.decay_ratio <= 1, "lr.decay_ratio", lr.decay_ratio, "use a fraction in (0, 1]")
     listed = [m.max_lr for m in recipe.members]
     if lr.fixed is None and None in listed:
-        _check(lr.smallest is not None and lr.largest is not None and lr.smallest > 0 and lr.largest > 0,
-               "lr", vars(lr), "set lr.fixed, or positive lr.smallest and lr.largest, or max_lr on every member")
-    _check(recipe.optimizer.at_growth in ("reset", "carry"), "optimizer.at_growth", recipe.optimizer.at_growth,
-           "choose reset or carry")
+        _check(
+            lr.smallest is not None and lr.largest is not None and lr.smallest > 0 and lr.largest > 0,
+            "lr",
+            vars(lr),
+            "set lr.fixed, or positive lr.smallest and lr.largest, or max_lr on every member",
+        )
+    _check(
+        recipe.optimizer.at_growth in ("reset", "carry"),
+        "optimizer.at_growth",
+        recipe.optimizer.at_growth,
+        "choose reset or carry",
+    )
 
 
 def _check(ok: bool, name: str, value, fix: str) -> None:
@@ -183,8 +207,11 @@ def _from_dict(cls, data, where: str):
                 raise RecipeError(f"members: expected a list of members, got {type(value).__name__}.")
             value = [_from_dict(MemberSpec, item, f"members[{i}]") for i, item in enumerate(value)]
         kwargs[key] = value
-    missing = [f.name for f in fields.values() if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING and f.name not in kwargs]
+    missing = [
+        f.name
+        for f in fields.values()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in kwargs
+    ]
     if missing:
         raise RecipeError(f"{where or 'recipe'}: missing required field(s) {', '.join(missing)}.")
     return cls(**kwargs)
@@ -272,9 +299,13 @@ def solve_shape(recipe: Recipe, target: float, previous=None) -> dict:
         heads = max(floor["num_attention_heads"], round(aspect * layers / recipe.head_dim))
         heads = -(-heads // group) * group
         hidden = max(floor["hidden_size"], heads * recipe.head_dim)
-        sizes = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-                 "num_key_value_heads": max(floor["num_key_value_heads"], heads // group),
-                 "intermediate_size": max(floor["intermediate_size"], round(ffn_ratio * hidden / 8) * 8)}
+        sizes = {
+            "hidden_size": hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": max(floor["num_key_value_heads"], heads // group),
+            "intermediate_size": max(floor["intermediate_size"], round(ffn_ratio * hidden / 8) * 8),
+        }
         count = parameter_counts(base_config(recipe, sizes))["total"]
         gap = abs(count - target)
         if gap < best_gap:
@@ -284,5 +315,13 @@ def solve_shape(recipe: Recipe, target: float, previous=None) -> dict:
     return best
 
 
-__all__ = ["MemberSpec", "Recipe", "RecipeError", "base_config", "load_recipe", "member_configs", "shipped_recipes",
-           "solve_shape"]
+__all__ = [
+    "MemberSpec",
+    "Recipe",
+    "RecipeError",
+    "base_config",
+    "load_recipe",
+    "member_configs",
+    "shipped_recipes",
+    "solve_shape",
+]

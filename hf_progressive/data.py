@@ -1,0 +1,162 @@
+"""Data for a family: read a corpus with `datasets` (the embedded public-domain slice, local text/JSONL/parquet files,
+or a Hub dataset streamed where the network allows), get a tokenizer (any HF tokenizer, or a byte-level BPE trained on
+the corpus), pack documents into fixed-length blocks, and hand each stage exactly its window of blocks."""
+
+import bisect
+import glob
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers.utils import logging
+
+from .budget import Window
+from .recipe import DataSpec, Recipe, RecipeError
+
+
+logger = logging.get_logger(__name__)
+
+CORPUS_DIR = Path(__file__).parent / "corpus"
+EMBEDDED = {
+    "train": CORPUS_DIR / "gutenberg_train.jsonl.gz",
+    "validation": CORPUS_DIR / "gutenberg_validation.jsonl.gz",
+}
+BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+EOS = "<|endoftext|>"
+
+
+def _builder(source: str) -> str | None:
+    """The datasets builder for a local file/glob, from its extension (`.gz` looked through); None for a Hub id."""
+    suffixes = [s for s in Path(source).suffixes if s != ".gz"]
+    if not suffixes or suffixes[-1] not in BUILDERS:
+        return None
+    return BUILDERS[suffixes[-1]]
+
+
+def iter_texts(spec: DataSpec, split: str) -> Iterator[str]:
+    """The documents of `spec.train` or `spec.validation` (`split`), in order, as strings."""
+    import datasets
+
+    source = getattr(spec, split)
+    if source == "embedded":
+        source = str(EMBEDDED[split])
+    builder = _builder(source)
+    if builder is not None:
+        if not glob.glob(source):
+            raise RecipeError(f"data.{split}={source!r}: no such file.")
+        dataset = datasets.load_dataset(builder, data_files=source, split="train")
+    else:  # a Hub dataset id
+        hub_split = spec.hub_split if split == "train" else "validation"
+        try:
+            dataset = datasets.load_dataset(source, split=hub_split, streaming=True)
+        except Exception as error:
+            raise RecipeError(
+                f"data.{split}={source!r}: not a local file and not loadable from the Hub ({type(error).__name__})."
+            ) from None
+    field = spec.text_field if builder != "text" else "text"
+    for row in dataset:
+        if field not in row:
+            raise RecipeError(f"data.text_field={field!r}: not a column of {source} (columns: {', '.join(row)}).")
+        yield row[field]
+
+
+def train_bpe(texts: Iterator[str], vocab_size: int, max_chars: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE (GPT-2 style: no unknown tokens) of `vocab_size` trained on the first `max_chars` chars."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(_take_chars(texts, max_chars), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS)
+
+
+def _take_chars(texts: Iterator[str], max_chars: int) -> Iterator[str]:
+    total = 0
+    for text in texts:
+        if total >= max_chars:
+            return
+        total += len(text)
+        yield text
+
+
+def get_tokenizer(recipe: Recipe):
+    """The recipe's tokenizer, checked against its vocab_size."""
+    spec = recipe.tokenizer
+    if spec.train_bpe:
+        tokenizer = train_bpe(iter_texts(recipe.data, "train"), recipe.vocab_size, spec.bpe_training_chars)
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(spec.path)
+        except Exception as error:
+            raise RecipeError(f"tokenizer.path={spec.path!r}: cannot load it ({type(error).__name__}).") from None
+    check_tokenizer(tokenizer, recipe.vocab_size)
+    return tokenizer
+
+
+def check_tokenizer(tokenizer, vocab_size: int) -> None:
+    """The model's embedding must cover every token id the tokenizer can produce, and EOS must exist (it separates
+    packed documents)."""
+    if len(tokenizer) > vocab_size:
+        raise RecipeError(
+            f"tokenizer: it has {len(tokenizer)} tokens but vocab_size={vocab_size}; mismatched "
+            f"tokenizer: set vocab_size >= {len(tokenizer)} or use a smaller tokenizer."
+        )
+    if tokenizer.eos_token_id is None:
+        raise RecipeError("tokenizer: it has no eos_token; set one (it separates packed documents).")
+
+
+def pack(texts: Iterator[str], tokenizer, seq_len: int, max_blocks: int | None = None) -> torch.Tensor:
+    """Tokenize documents, join them with EOS, and cut the stream into `(n_blocks, seq_len)` int64 blocks (the tail
+    shorter than a block is dropped); stops reading once `max_blocks` blocks are full."""
+    ids: list[int] = []
+    limit = None if max_blocks is None else max_blocks * seq_len
+    for batch in iter(lambda: list(itertools.islice(texts, 256)), []):
+        for encoded in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+            ids.extend(encoded)
+            ids.append(tokenizer.eos_token_id)
+        if limit is not None and len(ids) >= limit:
+            break
+    n_blocks = len(ids) // seq_len if limit is None else min(len(ids) // seq_len, max_blocks)
+    if n_blocks == 0:
+        raise RecipeError(f"data: the corpus holds {len(ids)} tokens, less than one block of seq_len={seq_len}.")
+    return torch.tensor(ids[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
+
+
+class BlockWindow(torch.utils.data.Dataset):
+    """The blocks one stage reads, in order: `window` is in blocks; past the end of the corpus it wraps around
+    (and `epochs` says how many passes that makes)."""
+
+    def __init__(self, blocks: torch.Tensor, window: Window):
+        self.blocks, self.spans = blocks, window.spans()
+        self.offsets = list(itertools.accumulate(end - begin for begin, end in self.spans))
+
+    @property
+    def epochs(self) -> float:
+        """Passes over the corpus up to this window's furthest block (> 1 means the data repeats)."""
+        return max(end for _, end in self.spans) / len(self.blocks)
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def block_index(self, i: int) -> int:
+        """Stream position of item `i` (before wrapping around the corpus)."""
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        span = bisect.bisect_right(self.offsets, i)
+        return self.spans[span][0] + i - (self.offsets[span - 1] if span else 0)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        block = self.blocks[self.block_index(i) % len(self.blocks)]
+        return {"input_ids": block, "labels": block}
+
+
+__all__ = ["BlockWindow", "EMBEDDED", "check_tokenizer", "get_tokenizer", "iter_texts", "pack", "train_bpe"]

@@ -1,0 +1,99 @@
+"""Budget arithmetic: parameter counts, token budgets per mode, windows, LR interpolation, FLOPs."""
+
+import math
+
+import pytest
+from transformers import LlamaForCausalLM
+
+from hf_progressive.budget import (
+    Window,
+    flops_per_token,
+    interpolate_lr,
+    parameter_counts,
+    saving,
+    stage_tokens,
+    stage_windows,
+    token_budgets,
+)
+from hf_progressive.errors import ExpansionError
+from testing_utils import tiny_config
+
+
+PAPER_PARAMS = [1e9, 2e9, 4e9, 8e9]
+TWO_X_CHINCHILLA = [40] * 4
+
+
+def test_paper_example_stage_tokens_and_saving():
+    budgets = token_budgets(PAPER_PARAMS, TWO_X_CHINCHILLA)
+    assert budgets == [40e9, 80e9, 160e9, 320e9]
+    stages = stage_tokens(PAPER_PARAMS, budgets, "progressive")
+    assert stages == [40e9, 60e9, 120e9, 240e9]
+    progressive = sum(6 * n * d for n, d in zip(PAPER_PARAMS, stages, strict=True))
+    independent = sum(6 * n * d for n, d in zip(PAPER_PARAMS, budgets, strict=True))
+    assert saving(progressive, independent) == pytest.approx(1 - 2560 / 3400, abs=1e-15)
+    assert round(saving(progressive, independent) * 100, 1) == 24.7
+
+
+def test_progressive_cumulative_flops_equal_independent_flops_of_each_member():
+    budgets = token_budgets(PAPER_PARAMS, TWO_X_CHINCHILLA)
+    stages = stage_tokens(PAPER_PARAMS, budgets, "progressive")
+    for k in range(4):
+        cumulative = sum(6 * PAPER_PARAMS[j] * stages[j] for j in range(k + 1))
+        assert cumulative == pytest.approx(6 * PAPER_PARAMS[k] * budgets[k])
+
+
+def test_independent_and_fixed_data_modes():
+    budgets = token_budgets(PAPER_PARAMS, TWO_X_CHINCHILLA)
+    assert stage_tokens(PAPER_PARAMS, budgets, "independent") == budgets
+    assert stage_tokens(PAPER_PARAMS, budgets, "progressive_fixed_data") == [40e9, 60e9, 120e9, 240e9]
+
+
+def test_fixed_data_windows_rewind_to_reuse_earlier_tokens():
+    windows = stage_windows([40, 60, 120, 240], [40, 80, 160, 320], "progressive_fixed_data")
+    assert [w.spans() for w in windows] == [[(0, 40)], [(40, 100)], [(100, 220)], [(220, 320), (0, 140)]]
+    unique = {i for w in windows for begin, end in w.spans() for i in range(begin, end)}
+    assert len(unique) == 320  # capped at the largest member's independent budget
+    progressive = stage_windows([40, 60, 120, 240], [40, 80, 160, 320], "progressive")
+    assert [w.spans() for w in progressive][-1] == [(220, 460)]  # the stream only moves forward
+    assert [w.spans() for w in stage_windows([40, 80], [40, 80], "independent")] == [[(0, 40)], [(0, 80)]]
+
+
+def test_window_longer_than_cap_wraps_several_times():
+    assert Window(5, 25, 10).spans() == [(5, 10), (0, 10), (0, 10)]
+
+
+def test_non_growing_budget_is_rejected():
+    with pytest.raises(ExpansionError, match="members\\[1\\]: stage 1 would train"):
+        stage_tokens([1e9, 2e9], [40e9, 10e9], "progressive")
+
+
+def test_unknown_mode_is_rejected():
+    with pytest.raises(ExpansionError, match="mode='fast'"):
+        stage_tokens([1e9], [1e9], "fast")
+
+
+def test_lr_interpolates_log_linearly_in_params():
+    lrs = interpolate_lr(PAPER_PARAMS, 1.5e-3, 3.0e-4)
+    assert lrs[0] == pytest.approx(1.5e-3) and lrs[-1] == pytest.approx(3.0e-4)
+    ratios = [math.log(lrs[k + 1] / lrs[k]) for k in range(3)]
+    assert ratios == pytest.approx([ratios[0]] * 3)  # params double each time -> equal steps in log LR
+
+
+@pytest.mark.parametrize(
+    "overrides", [{}, {"tie_word_embeddings": True}, {"attention_bias": True, "mlp_bias": True}], ids=str
+)
+def test_parameter_counts_match_the_model(overrides):
+    config = tiny_config(**overrides)
+    model = LlamaForCausalLM(config)
+    counts = parameter_counts(config)
+    assert counts["total"] == model.num_parameters()
+    tables = config.vocab_size * config.hidden_size * (1 if config.tie_word_embeddings else 2)
+    assert counts["non_embedding"] == counts["total"] - tables
+
+
+def test_flops_per_token_formula():
+    config = tiny_config()
+    matmul = parameter_counts(config)["matmul"]
+    attention = 6 * config.num_hidden_layers * 128 * config.num_attention_heads * config.head_dim
+    assert flops_per_token(config, 128) == 6 * matmul + attention
+    assert matmul == parameter_counts(config)["total"] - config.vocab_size * config.hidden_size
