@@ -100,9 +100,11 @@ class _StageRun:
             model = ProgressiveLlamaForCausalLM(config)
             model.growth = {"parent": None, "operator": "from_scratch", "seed": self.recipe.seed + self.member.index}
             return model
-        return ProgressiveLlamaForCausalLM.from_smaller(
+        model = ProgressiveLlamaForCausalLM.from_smaller(
             parent, config, method=self.member.method, seed=self.recipe.seed
         )
+        model.growth["parent"] = self.member.parent  # the family member, not a temp path
+        return model
 
     def _carried_state(self, parent, model) -> dict | None:
         """The parent's final AdamW moments mapped onto `model` (optimizer.at_growth: carry)."""

@@ -1,0 +1,143 @@
+"""Building a family on CPU: two tiny stages of a few steps each on the embedded corpus."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from hf_progressive.builder import build_family, format_ledger
+from hf_progressive.errors import CheckpointError
+from hf_progressive.recipe import load_recipe
+
+
+SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+         "num_key_value_heads": 1}
+BIG = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 3,
+       "num_key_value_heads": 3}
+STEPS = 4
+
+
+def tiny_recipe(tmp_path, method="function_preserving+identity", **changes):
+    """A 2-member recipe small enough for a few CPU steps (BPE of 512 trained on 200k characters)."""
+    data = {"name": "test", "vocab_size": 512, "seq_len": 32, "batch_size": 4, "head_dim": 16,
+            "tokens_per_param": 1.0, "logging_steps": 1, "save_steps": 2,
+            "tokenizer": {"train_bpe": True, "bpe_training_chars": 200_000},
+            "data": {"validation_blocks": 4}, "lr": {"warmup_ratio": 0.0},
+            "members": [SMALL, {**BIG, "method": method}], **changes}
+    path = tmp_path / f"recipe-{abs(hash(json.dumps(data, sort_keys=True)))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_recipe(str(path))
+
+
+def _weights(out, name):
+    return load_file(out / "members" / name / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("family")
+    ledger = build_family(tiny_recipe(tmp), tmp / "out", max_steps=STEPS)
+    return tmp / "out", ledger
+
+
+def test_two_stages_produce_loadable_vanilla_members(built):
+    out, ledger = built
+    names = list(ledger["members"])
+    assert names == ["m0-L1-H32", "m1-L2-H48"]
+    for name in names:
+        member = out / "members" / name
+        model = AutoModelForCausalLM.from_pretrained(member)
+        tokenizer = AutoTokenizer.from_pretrained(member)
+        assert json.loads((member / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+        assert {"growth.json", "training_log.json", "tokenizer.json"} <= {p.name for p in member.iterdir()}
+        ids = tokenizer("Call me Ishmael.", return_tensors="pt").input_ids
+        assert torch.isfinite(model(ids).logits).all()
+    assert json.loads((out / "members" / names[1] / "growth.json").read_text())["parent"] != ""
+    assert json.loads((out / "members" / names[0] / "growth.json").read_text())["operator"] == "from_scratch"
+
+
+def test_ledger_accounts_tokens_and_flops_exactly(built):
+    out, ledger = built
+    first, second = ledger["members"].values()
+    assert first["steps"] == second["steps"] == STEPS
+    assert first["tokens"] == second["tokens"] == STEPS * 4 * 32
+    assert second["parent"] == "m0-L1-H32" and second["method"] == "function_preserving+identity"
+    assert second["flops_cumulative"] == pytest.approx(first["flops_stage"] + second["flops_stage"])
+    assert ledger["totals"]["tokens"] == 2 * STEPS * 4 * 32
+    assert all(r["val_loss"] > 0 and r["final_train_loss"] > 0 and r["wall_time_s"] > 0 for r in (first, second))
+    assert json.loads((out / "family.json").read_text()) == ledger
+    logged = json.loads((out / "members" / "m1-L2-H48" / "training_log.json").read_text())["log_history"]
+    assert logged[0]["tokens"] == first["tokens"] + 4 * 32 and logged[0]["stage"] == 1
+    assert "m1-L2-H48" in format_ledger(ledger)
+
+
+def test_function_preserving_growth_starts_stage_2_at_stage_1_loss(built):
+    """Stage 2's first-step loss equals stage 1's final model's loss on that same batch (the boundary batch;
+    consecutive batches differ by more than 1e-3, so the comparison must be on one batch)."""
+    _, ledger = built
+    first, second = ledger["members"].values()
+    assert abs(second["first_step_loss"] - first["boundary_loss"]) <= 1e-3
+
+
+def test_non_preserving_growth_does_not_start_at_stage_1_loss(tmp_path):
+    ledger = build_family(tiny_recipe(tmp_path, method="function_preserving+stack"), tmp_path / "out", max_steps=STEPS)
+    first, second = ledger["members"].values()
+    assert abs(second["first_step_loss"] - first["boundary_loss"]) > 1e-3
+
+
+class _Crash(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if args.stage_index == 1 and state.global_step == 3:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_after_crash_matches_uninterrupted_run(built, tmp_path):
+    reference_out, reference = built
+    recipe = tiny_recipe(tmp_path.parent / reference_out.parent.name)  # same recipe file, same text
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build_family(recipe, out, max_steps=STEPS, callbacks=[_Crash()])
+    assert (out / "members" / "m0-L1-H32").is_dir() and not (out / "members" / "m1-L2-H48").exists()
+    assert (out / "stages" / "m1-L2-H48" / "checkpoint-2").is_dir()
+    ledger = build_family(recipe, out, max_steps=STEPS)
+    for name in ledger["members"]:
+        resumed, uninterrupted = _weights(out, name), _weights(reference_out, name)
+        assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+        assert ledger["members"][name]["tokens"] == reference["members"][name]["tokens"]
+        assert ledger["members"][name]["final_train_loss"] == reference["members"][name]["final_train_loss"]
+
+
+def test_rerun_of_a_finished_family_trains_nothing(built):
+    out, ledger = built
+    stamp = (out / "members" / "m1-L2-H48" / "model.safetensors").stat().st_mtime_ns
+    again = build_family(load_recipe(ledger_recipe_path(out)), out, max_steps=STEPS)
+    assert again == ledger
+    assert (out / "members" / "m1-L2-H48" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def ledger_recipe_path(out):
+    return str(next(out.parent.glob("recipe-*.yaml")))
+
+
+def test_out_of_another_family_is_refused(built):
+    out, _ = built
+    with pytest.raises(CheckpointError, match="holds a family built with another mode"):
+        build_family(load_recipe(ledger_recipe_path(out)), out, mode="independent", max_steps=STEPS)
+
+
+def test_independent_mode_trains_every_member_from_scratch(tmp_path):
+    ledger = build_family(tiny_recipe(tmp_path, mode="independent"), tmp_path / "out", max_steps=2)
+    assert [r["parent"] for r in ledger["members"].values()] == [None, None]
+    growth = json.loads((tmp_path / "out" / "members" / "m1-L2-H48" / "growth.json").read_text())
+    assert growth["operator"] == "from_scratch"
+
+
+def test_carry_optimizer_state_runs_and_is_recorded(tmp_path):
+    recipe = tiny_recipe(tmp_path, optimizer={"at_growth": "carry"})
+    ledger = build_family(recipe, tmp_path / "out", max_steps=2)
+    assert (tmp_path / "out" / "stages" / "m0-L1-H32" / "optimizer_final.pt").is_file()
+    first, second = ledger["members"].values()
+    assert abs(second["first_step_loss"] - first["boundary_loss"]) <= 1e-3  # carrying moments keeps the function
