@@ -35,7 +35,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["hf_progressive", "hf_progressive.*"]),
-    package_data={"hf_progressive": ["recipes/*.yaml", "data/*"]},
+    package_data={"hf_progressive": ["recipes/*.yaml", "corpus/*"]},
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require=extras,

@@ -29,6 +29,12 @@ logger = logging.get_logger(__name__)
 LEDGER, TRAINING_LOG, OPTIMIZER_FINAL, CLOCK = "family.json", "training_log.json", "optimizer_final.pt", "clock.json"
 
 
+def process_state() -> PartialState:
+    """The process group, initialised once: on a machine without CUDA it is the CPU (gloo) one, as
+    `TrainingArguments(use_cpu=True)` makes it; a bare `PartialState()` would see no GPU and a single process."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def build_family(
     recipe: Recipe,
     out: str | Path,
@@ -39,7 +45,7 @@ def build_family(
     callbacks: list | None = None,
 ) -> dict:
     """Build (or resume building) every member of `recipe` into `out`; returns the ledger (family.json)."""
-    out, state = Path(out), PartialState()
+    out, state = Path(out), process_state()
     plan = plan_family(recipe, mode, max_steps)
     ledger = _open_ledger(out, plan, max_steps)
     tokenizer, blocks, validation = prepare_data(recipe, plan, out / "data")
@@ -89,7 +95,7 @@ class _StageRun:
         eval_loss = trainer.evaluate()["eval_loss"]
         model = trainer.model
         record = self._record(trainer, window, eval_loss, clock.elapsed(), self._boundary_loss(model, blocks))
-        if PartialState().is_main_process:
+        if process_state().is_main_process:
             self._save(model, tokenizer, trainer)
         return model, record
 
@@ -123,7 +129,7 @@ class _StageRun:
 
     def _args(self) -> ProgressiveTrainingArguments:
         recipe, member = self.recipe, self.member
-        world = PartialState().num_processes
+        world = process_state().num_processes
         if recipe.batch_size % world:
             raise CheckpointError(
                 f"batch_size={recipe.batch_size} is not divisible by {world} processes; "
@@ -155,6 +161,7 @@ class _StageRun:
             tokens_before_stage=sum(m.stage_tokens for m in self.plan.members[: member.index]) if previous else 0,
             flops_before_stage=previous.cumulative_flops if previous else 0.0,
             optimizer_at_growth=recipe.optimizer.at_growth,
+            ddp_find_unused_parameters=False,
         )
 
     def _boundary_loss(self, model, blocks) -> float | None:
@@ -195,7 +202,7 @@ class _StageRun:
             "flops_stage": member.flops_per_token * steps * self.recipe.batch_size * self.recipe.seq_len,
             "flops_independent": member.independent_flops,
             "wall_time_s": round(wall_time, 2),
-            "world_size": PartialState().num_processes,
+            "world_size": process_state().num_processes,
             "first_step_loss": losses[0][1] if losses and losses[0][0] == 1 else None,
             "final_train_loss": losses[-1][1] if losses else None,
             "val_loss": eval_loss,
@@ -260,7 +267,7 @@ def prepare_data(recipe: Recipe, plan: FamilyPlan, data_dir: Path):
     """Tokenizer, training blocks and validation blocks, built once (main process first) and cached in data_dir."""
     from transformers import AutoTokenizer
 
-    state = PartialState()
+    state = process_state()
     with state.main_process_first():
         if not (data_dir / "blocks.pt").is_file():
             if state.is_main_process:
@@ -350,4 +357,4 @@ def format_ledger(ledger: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["LEDGER", "build_family", "format_ledger", "prepare_data"]
+__all__ = ["LEDGER", "build_family", "format_ledger", "prepare_data", "process_state"]

@@ -148,16 +148,14 @@ def _plan_command(argv: list[str]) -> int:
 
 
 def _build_family_command(argv: list[str]) -> int:
-    from accelerate import PartialState
-
-    from .builder import build_family, format_ledger
+    from .builder import build_family, format_ledger, process_state
 
     (args,) = _family_parser("build-family").parse_args_into_dataclasses(argv)
     recipe = load_recipe(args.recipe)
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         print(format_plan(plan_family(recipe, args.mode, args.max_steps_per_stage)), flush=True)
     ledger = build_family(recipe, args.out, args.mode, max_steps=args.max_steps_per_stage, report_to=args.report_to)
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         print(format_ledger(ledger))
         print(f"members in {Path(args.out) / 'members'}, ledger in {Path(args.out) / 'family.json'}")
     return 0

@@ -9,12 +9,30 @@ from hf_progressive.family import plan_family
 from hf_progressive.recipe import DataSpec, RecipeError, load_recipe, member_configs, shipped_recipes
 
 
-SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-         "num_key_value_heads": 1}
-BIG = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 3,
-       "num_key_value_heads": 3}
-BASE = {"name": "t", "vocab_size": 512, "seq_len": 32, "batch_size": 4, "head_dim": 16, "tokens_per_param": 1.0,
-        "tokenizer": {"train_bpe": True}, "members": [SMALL, BIG]}
+SMALL = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+}
+BIG = {
+    "hidden_size": 48,
+    "intermediate_size": 96,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 3,
+    "num_key_value_heads": 3,
+}
+BASE = {
+    "name": "t",
+    "vocab_size": 512,
+    "seq_len": 32,
+    "batch_size": 4,
+    "head_dim": 16,
+    "tokens_per_param": 1.0,
+    "tokenizer": {"train_bpe": True},
+    "members": [SMALL, BIG],
+}
 
 
 def _write(tmp_path, **changes):
@@ -39,8 +57,11 @@ BAD_RECIPES = [
     ("non-increasing sizes", {"members": [BIG, SMALL]}, "members[1]: hidden_size=32 is smaller than the source's 48"),
     ("same sizes", {"members": [SMALL, SMALL]}, "members[1]: same sizes as members[0]"),
     ("zero tokens", {"tokens_per_param": 0}, "tokens_per_param=0: every member needs tokens"),
-    ("zero member tokens", {"members": [SMALL, {**BIG, "tokens_per_param": 0}]},
-     "members[1].tokens_per_param=0: every member needs tokens"),
+    (
+        "zero member tokens",
+        {"members": [SMALL, {**BIG, "tokens_per_param": 0}]},
+        "members[1].tokens_per_param=0: every member needs tokens",
+    ),
     ("two tokenizers", {"tokenizer": {"train_bpe": True, "path": "gpt2"}}, "set exactly one of tokenizer.path"),
     ("bad mode", {"mode": "fast"}, "mode='fast': choose one of independent, progressive"),
     ("bad method", {"members": [SMALL, {**BIG, "method": "magic"}]}, "members[1].method: method='magic'"),

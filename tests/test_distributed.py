@@ -1,0 +1,65 @@
+"""A real 2-process data-parallel build: `accelerate launch --multi_gpu --num_processes 2` on CPU (gloo)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from transformers import AutoModelForCausalLM
+
+from test_builder import BIG, SMALL
+
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_two_process_accelerate_launch_builds_the_family(tmp_path):
+    recipe = {
+        "name": "dist",
+        "vocab_size": 512,
+        "seq_len": 32,
+        "batch_size": 4,
+        "head_dim": 16,
+        "tokens_per_param": 1.0,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "tokenizer": {"train_bpe": True, "bpe_training_chars": 200_000},
+        "data": {"validation_blocks": 4},
+        "members": [SMALL, BIG],
+    }
+    (tmp_path / "dist.yaml").write_text(yaml.safe_dump(recipe))
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "hub_scripts" / "train_family.py"),
+        "--recipe",
+        str(tmp_path / "dist.yaml"),
+        "--out",
+        str(tmp_path / "out"),
+        "--max-steps-per-stage",
+        "3",
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ledger = json.loads((tmp_path / "out" / "family.json").read_text())
+    first, second = ledger["members"].values()
+    assert [r["world_size"] for r in (first, second)] == [2, 2]
+    assert first["tokens"] == second["tokens"] == 3 * 4 * 32  # the global batch is split, not doubled
+    assert abs(second["first_step_loss"] - first["boundary_loss"]) <= 1e-3
+    for name in ledger["members"]:
+        model = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "members" / name)
+        assert model.config.architectures == ["LlamaForCausalLM"]
+    assert result.stdout.count("dist (progressive):") == 1  # the ledger is printed by the main process only
