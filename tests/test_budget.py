@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from testing_utils import tiny_config
 from transformers import LlamaForCausalLM
 
 from hf_progressive.budget import (
@@ -16,7 +17,6 @@ from hf_progressive.budget import (
     token_budgets,
 )
 from hf_progressive.errors import ExpansionError
-from testing_utils import tiny_config
 
 
 PAPER_PARAMS = [1e9, 2e9, 4e9, 8e9]

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import yaml
-from transformers import AutoModelForCausalLM
-
 from test_builder import BIG, SMALL
+from transformers import AutoModelForCausalLM
 
 
 ROOT = Path(__file__).parents[1]
