@@ -4,6 +4,7 @@ in OUT/members/<name>/, and record it in the ledger OUT/family.json. Rerunning t
 members are skipped and the current stage continues from its last Trainer checkpoint."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def build_family(
     out, state = Path(out), process_state()
     plan = plan_family(recipe, mode, max_steps)
     ledger = _open_ledger(out, plan, max_steps)
+    if state.is_main_process:  # temp dirs of member saves that a kill interrupted
+        for stale in (out / "members").glob(".*.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     tokenizer, blocks, validation = prepare_data(recipe, plan, out / "data")
     parent = None
     for member in plan.members:
@@ -61,6 +65,8 @@ def build_family(
         if state.is_main_process:
             ledger["members"][member.name] = record
             _write_ledger(out, ledger, plan)
+            for checkpoint in (out / "stages" / member.name).glob("checkpoint-*"):  # only needed to resume
+                shutil.rmtree(checkpoint, ignore_errors=True)
         state.wait_for_everyone()
         if plan.mode == "independent":
             parent = None

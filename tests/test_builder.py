@@ -116,7 +116,7 @@ class _Crash(TrainerCallback):
 
 def test_resume_after_crash_matches_uninterrupted_run(built, tmp_path):
     reference_out, reference = built
-    recipe = tiny_recipe(tmp_path.parent / reference_out.parent.name)  # same recipe file, same text
+    recipe = load_recipe(ledger_recipe_path(reference_out))  # the very same recipe file
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="simulated crash"):
         build_family(recipe, out, max_steps=STEPS, callbacks=[_Crash()])

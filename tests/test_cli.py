@@ -134,7 +134,7 @@ def test_console_entry_point_exit_code(tiny_checkpoint, tmp_path):
 
 
 def test_usage_without_command(capsys):
-    assert main([]) == 2 and "usage: hf-progressive {expand,demo}" in capsys.readouterr().err
+    assert main([]) == 2 and "usage: hf-progressive {build-family,plan,expand,demo}" in capsys.readouterr().err
 
 
 def test_demo_runs_every_operator(tmp_path):

@@ -8,7 +8,7 @@ from testing_utils import assert_logits_close, float64_rms_norm, require_gpu, ti
 from transformers import LlamaForCausalLM
 
 from hf_progressive import ExpansionError, GrowthPlan, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.expansion import expand_state_dict, expand_tensor, new_entries
+from hf_progressive.expansion import carry_tensor, expand_state_dict, expand_tensor, new_entries
 from hf_progressive.keys import expected_keys
 from hf_progressive.plan import parse_method
 
@@ -266,3 +266,16 @@ def test_grown_model_shares_no_storage_with_parent_or_itself(sizes):
     before = {k: v.clone() for k, v in small.state_dict().items()}
     _train_steps(big, steps=1)
     assert all(torch.equal(before[k], v) for k, v in small.state_dict().items())
+
+
+def test_carry_tensor_maps_moments_and_zeroes_new_entries():
+    small = tiny_model()
+    plan = _plan_for(small, ALL, "function_preserving")
+    generator = torch.Generator().manual_seed(4)
+    moments = {k: torch.rand(v.shape, generator=generator) + 0.5 for k, v in small.state_dict().items()}
+    for key in expected_keys(plan.dst):
+        carried, new = carry_tensor(key, moments.__getitem__, plan), new_entries(key, plan)
+        assert carried.shape == new.shape and torch.all(carried[new] == 0) and torch.all(carried[~new] > 0)
+    q = carry_tensor("model.layers.2.self_attn.q_proj.weight", moments.__getitem__, plan)
+    source = moments["model.layers.1.self_attn.q_proj.weight"]  # layer 2 of the grown model is old layer 1
+    assert torch.equal(q[:16, :32], source[:16, :32])  # old heads 0-1 keep their rows (group 0, slots 0-1)
