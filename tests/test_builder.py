@@ -161,3 +161,12 @@ def test_carry_optimizer_state_runs_and_is_recorded(tmp_path):
     assert (tmp_path / "out" / "stages" / "m0-L1-H32" / "optimizer_final.pt").is_file()
     first, second = ledger["members"].values()
     assert abs(second["first_step_loss"] - first["boundary_loss"]) <= 1e-3  # carrying moments keeps the function
+
+
+def test_wsd_schedule_and_fixed_lr(tmp_path):
+    recipe = tiny_recipe(tmp_path, lr={"schedule": "wsd", "fixed": 1e-3, "decay_ratio": 0.5, "min_lr_ratio": 0.0,
+                                       "warmup_ratio": 0.0})
+    build_family(recipe, tmp_path / "out", max_steps=STEPS)
+    history = json.loads((tmp_path / "out" / "members" / "m1-L2-H48" / "training_log.json").read_text())
+    lrs = [entry["learning_rate"] for entry in history["log_history"] if "learning_rate" in entry]
+    assert lrs[:2] == [1e-3, 1e-3] and lrs[-1] < 1e-3  # stable, then decaying
