@@ -1,0 +1,71 @@
+"""lm-eval for every member: `simple_evaluate` with the `hf` model type on each checkpoint directory, the shipped
+offline tasks registered automatically (hf_progressive/lm_eval_tasks, passed as lm-eval's include_path). Results go
+to `<member>/eval_results.json` and `OUT/eval_results.json` (the family table). lm-eval is imported lazily: it is the
+`eval` extra."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from .checkpoint import write_json
+
+
+TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
+OFFLINE_TASKS = ("hfp_gutenberg_ppl", "hfp_gutenberg_cloze")
+EVAL_FILE = "eval_results.json"
+
+
+def evaluate_member(model_dir: str | Path, tasks: tuple[str, ...] | list[str] = OFFLINE_TASKS,
+                    limit: int | None = None, batch_size: int = 8, device: str | None = None) -> dict:
+    """Run lm-eval on one checkpoint directory; returns `{task: {metric: value}}` and writes eval_results.json."""
+    from lm_eval import __version__ as lm_eval_version
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    output = simple_evaluate(
+        model="hf", model_args={"pretrained": str(model_dir), "dtype": "float32"}, tasks=list(tasks),
+        task_manager=TaskManager(include_path=str(TASKS_DIR)), limit=limit, batch_size=batch_size, device=device,
+    )
+    results = {task: _metrics(values) for task, values in output["results"].items()}
+    write_json(Path(model_dir) / EVAL_FILE, {"tasks": list(tasks), "limit": limit, "results": results,
+                                             "lm_eval_version": lm_eval_version})
+    return results
+
+
+def _metrics(values: dict) -> dict:
+    """`{"acc,none": 0.3, "alias": ...}` -> `{"acc": 0.3}` (the default filter is dropped from the names)."""
+    return {key.split(",")[0]: value for key, value in values.items()
+            if key != "alias" and isinstance(value, int | float)}
+
+
+def member_dirs(out: str | Path) -> list[Path]:
+    """The members of a built family, in ledger (build) order."""
+    out = Path(out)
+    ledger = out / "family.json"
+    names = list(json.loads(ledger.read_text())["members"]) if ledger.is_file() else []
+    return [out / "members" / name for name in names if (out / "members" / name / "config.json").is_file()]
+
+
+def evaluate_family(out: str | Path, tasks=OFFLINE_TASKS, limit: int | None = None, batch_size: int = 8) -> dict:
+    """Evaluate every member of the family in `out`; writes and returns `OUT/eval_results.json`."""
+    members = member_dirs(out)
+    if not members:
+        raise FileNotFoundError(f"{out}: no built members (family.json lists none); run build-family first.")
+    table = {member.name: evaluate_member(member, tasks, limit, batch_size) for member in members}
+    write_json(Path(out) / EVAL_FILE, {"tasks": list(tasks), "limit": limit, "members": table})
+    return table
+
+
+def format_evaluation(table: dict) -> str:
+    """One row per member, one column per task/metric."""
+    columns = sorted({(task, metric) for results in table.values() for task, metrics in results.items()
+                      for metric in metrics if not metric.endswith("_stderr")})
+    header = f"{'member':<16}" + "".join(f"{task.removeprefix('hfp_') + ':' + metric:>34}" for task, metric in columns)
+    rows = [f"{name:<16}" + "".join(f"{results.get(task, {}).get(metric, float('nan')):>34.4f}"
+                                    for task, metric in columns) for name, results in table.items()]
+    return "\n".join([header, *rows])
+
+
+__all__ = ["OFFLINE_TASKS", "TASKS_DIR", "evaluate_family", "evaluate_member", "format_evaluation", "member_dirs"]
