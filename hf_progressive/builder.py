@@ -158,6 +158,8 @@ class _StageRun:
             logging_steps=recipe.logging_steps,
             save_steps=recipe.save_steps,
             save_total_limit=2,
+            eval_strategy="steps",
+            eval_steps=recipe.eval_steps,
             report_to=self.report_to,
             use_cpu=not torch.cuda.is_available(),
             **schedule,

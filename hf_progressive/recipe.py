@@ -107,6 +107,7 @@ class Recipe:
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     logging_steps: int = 10
     save_steps: int = 200
+    eval_steps: int = 100  # validation loss every eval_steps (and at the end): the report's loss-vs-FLOPs curves
     source: str | None = None  # where the recipe was read from (set by load_recipe)
     text: str | None = field(default=None, repr=False)  # the YAML as written (for cards)
 
@@ -117,7 +118,7 @@ class Recipe:
 def _validate(recipe: Recipe) -> None:
     _check(bool(recipe.name), "name", recipe.name, "give the family a name")
     _check(len(recipe.members) >= 1, "members", recipe.members, "list at least one member")
-    for name in ("vocab_size", "seq_len", "batch_size", "head_dim", "logging_steps", "save_steps"):
+    for name in ("vocab_size", "seq_len", "batch_size", "head_dim", "logging_steps", "save_steps", "eval_steps"):
         value = getattr(recipe, name)
         _check(isinstance(value, int) and value > 0, name, value, "use a positive integer")
     _check(recipe.mode in MODES, "mode", recipe.mode, f"choose one of {', '.join(MODES)}")
