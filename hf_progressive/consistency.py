@@ -10,8 +10,14 @@ from tqdm.auto import tqdm
 
 
 @torch.no_grad()
-def consistency(models: dict, blocks: torch.Tensor, batch_size: int = 8, chunk_tokens: int = 2048,
-                pairs: str = "all", progress: bool = False) -> dict:
+def consistency(
+    models: dict,
+    blocks: torch.Tensor,
+    batch_size: int = 8,
+    chunk_tokens: int = 2048,
+    pairs: str = "all",
+    progress: bool = False,
+) -> dict:
     """
     Compare every pair of `models` (name -> causal LM sharing one tokenizer; `pairs="adjacent"` for neighbours in
     the given order only) on `blocks` (`(n, seq_len)` token ids). Returns `{"members", "tokens", "loss", "pairs"}`
@@ -62,10 +68,22 @@ def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 def _summary(names: list[str], sums: dict, tokens: int) -> dict:
     pairs = []
     for (a, b), (kl_ab, kl_ba, agree) in sums["pairs"].items():
-        pairs.append({"a": a, "b": b, "kl_a_b": kl_ab / tokens, "kl_b_a": kl_ba / tokens,
-                      "kl_mean": (kl_ab + kl_ba) / (2 * tokens), "top1_agreement": agree / tokens})
-    return {"members": names, "tokens": tokens, "loss": {n: v / tokens for n, v in sums["loss"].items()},
-            "pairs": pairs}
+        pairs.append(
+            {
+                "a": a,
+                "b": b,
+                "kl_a_b": kl_ab / tokens,
+                "kl_b_a": kl_ba / tokens,
+                "kl_mean": (kl_ab + kl_ba) / (2 * tokens),
+                "top1_agreement": agree / tokens,
+            }
+        )
+    return {
+        "members": names,
+        "tokens": tokens,
+        "loss": {n: v / tokens for n, v in sums["loss"].items()},
+        "pairs": pairs,
+    }
 
 
 def kl_matrix(result: dict, key: str = "kl_mean") -> list[list[float | None]]:
@@ -87,12 +105,20 @@ def format_consistency(result: dict) -> str:
     """The KL matrix (mean of both directions), top-1 agreement of adjacent members, and each member's loss."""
     names = result["members"]
     width = max(12, *(len(n) + 2 for n in names))
-    lines = [f"KL (mean of both directions) over {result['tokens']:,} tokens",
-             " " * width + "".join(f"{n:>{width}}" for n in names)]
+    lines = [
+        f"KL (mean of both directions) over {result['tokens']:,} tokens",
+        " " * width + "".join(f"{n:>{width}}" for n in names),
+    ]
     for name, row in zip(names, kl_matrix(result), strict=True):
         lines.append(f"{name:<{width}}" + "".join(f"{'-' if v is None else f'{v:.4f}':>{width}}" for v in row))
-    lines.append("pairs: " + "; ".join(f"{p['a']} vs {p['b']}: KL(a||b) {p['kl_a_b']:.4f}, KL(b||a) {p['kl_b_a']:.4f}, "
-                                       f"top-1 agreement {p['top1_agreement']:.1%}" for p in result["pairs"]))
+    lines.append(
+        "pairs: "
+        + "; ".join(
+            f"{p['a']} vs {p['b']}: KL(a||b) {p['kl_a_b']:.4f}, KL(b||a) {p['kl_b_a']:.4f}, "
+            f"top-1 agreement {p['top1_agreement']:.1%}"
+            for p in result["pairs"]
+        )
+    )
     lines.append("loss: " + ", ".join(f"{n} {v:.4f}" for n, v in result["loss"].items()))
     return "\n".join(lines)
 

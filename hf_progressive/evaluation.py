@@ -16,8 +16,13 @@ OFFLINE_TASKS = ("hfp_gutenberg_ppl", "hfp_gutenberg_cloze")
 EVAL_FILE = "eval_results.json"
 
 
-def evaluate_member(model_dir: str | Path, tasks: tuple[str, ...] | list[str] = OFFLINE_TASKS,
-                    limit: int | None = None, batch_size: int = 8, device: str | None = None) -> dict:
+def evaluate_member(
+    model_dir: str | Path,
+    tasks: tuple[str, ...] | list[str] = OFFLINE_TASKS,
+    limit: int | None = None,
+    batch_size: int = 8,
+    device: str | None = None,
+) -> dict:
     """Run lm-eval on one checkpoint directory; returns `{task: {metric: value}}` and writes eval_results.json."""
     from lm_eval import __version__ as lm_eval_version
     from lm_eval import simple_evaluate
@@ -25,19 +30,27 @@ def evaluate_member(model_dir: str | Path, tasks: tuple[str, ...] | list[str] = 
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     output = simple_evaluate(
-        model="hf", model_args={"pretrained": str(model_dir), "dtype": "float32"}, tasks=list(tasks),
-        task_manager=TaskManager(include_path=str(TASKS_DIR)), limit=limit, batch_size=batch_size, device=device,
+        model="hf",
+        model_args={"pretrained": str(model_dir), "dtype": "float32"},
+        tasks=list(tasks),
+        task_manager=TaskManager(include_path=str(TASKS_DIR)),
+        limit=limit,
+        batch_size=batch_size,
+        device=device,
     )
     results = {task: _metrics(values) for task, values in output["results"].items()}
-    write_json(Path(model_dir) / EVAL_FILE, {"tasks": list(tasks), "limit": limit, "results": results,
-                                             "lm_eval_version": lm_eval_version})
+    write_json(
+        Path(model_dir) / EVAL_FILE,
+        {"tasks": list(tasks), "limit": limit, "results": results, "lm_eval_version": lm_eval_version},
+    )
     return results
 
 
 def _metrics(values: dict) -> dict:
     """`{"acc,none": 0.3, "alias": ...}` -> `{"acc": 0.3}` (the default filter is dropped from the names)."""
-    return {key.split(",")[0]: value for key, value in values.items()
-            if key != "alias" and isinstance(value, int | float)}
+    return {
+        key.split(",")[0]: value for key, value in values.items() if key != "alias" and isinstance(value, int | float)
+    }
 
 
 def member_dirs(out: str | Path) -> list[Path]:
@@ -60,11 +73,21 @@ def evaluate_family(out: str | Path, tasks=OFFLINE_TASKS, limit: int | None = No
 
 def format_evaluation(table: dict) -> str:
     """One row per member, one column per task/metric."""
-    columns = sorted({(task, metric) for results in table.values() for task, metrics in results.items()
-                      for metric in metrics if not metric.endswith("_stderr")})
+    columns = sorted(
+        {
+            (task, metric)
+            for results in table.values()
+            for task, metrics in results.items()
+            for metric in metrics
+            if not metric.endswith("_stderr")
+        }
+    )
     header = f"{'member':<16}" + "".join(f"{task.removeprefix('hfp_') + ':' + metric:>34}" for task, metric in columns)
-    rows = [f"{name:<16}" + "".join(f"{results.get(task, {}).get(metric, float('nan')):>34.4f}"
-                                    for task, metric in columns) for name, results in table.items()]
+    rows = [
+        f"{name:<16}"
+        + "".join(f"{results.get(task, {}).get(metric, float('nan')):>34.4f}" for task, metric in columns)
+        for name, results in table.items()
+    ]
     return "\n".join([header, *rows])
 
 

@@ -1,0 +1,115 @@
+"""The family report: OUT/report.md plus PNG plots (training loss against cumulative FLOPs, validation loss per
+member, the KL matrix as a heatmap, lm-eval results), optionally side by side with a baseline build of the same
+recipe (`--baseline OTHER_OUT`, e.g. the independent mode). The FLOPs saving is computed two ways: by budget (the
+ledgers) and to reach equal loss (the cumulative FLOPs at which a progressive member first reaches the baseline
+member's final validation loss)."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_model, write_json
+from .consistency import consistency
+from .modeling_llama import ProgressiveLlamaForCausalLM
+
+
+CONSISTENCY_FILE, EVAL_FILE, REPORT_FILE = "consistency.json", "eval_results.json", "report.md"
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def family_consistency(
+    out: str | Path, blocks: torch.Tensor | None = None, pairs: str = "all", max_blocks: int = 64, batch_size: int = 8
+) -> dict:
+    """KL between the members of `out` on held-out blocks (default: the family's own validation blocks);
+    writes OUT/consistency.json."""
+    out = Path(out)
+    ledger = json.loads((out / "family.json").read_text())
+    if blocks is None:
+        blocks = torch.load(out / "data" / "validation.pt", weights_only=True)
+    models = {name: load_model(out / "members" / name, ProgressiveLlamaForCausalLM) for name in ledger["members"]}
+    result = consistency(models, blocks[:max_blocks], batch_size=batch_size, pairs=pairs, progress=True)
+    write_json(out / CONSISTENCY_FILE, result)
+    return result
+
+
+def curves(out: Path) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Per member: `train` and `eval` as (cumulative FLOPs, loss) points from its training log."""
+    result = {}
+    for name in json.loads((out / "family.json").read_text())["members"]:
+        history = json.loads((out / "members" / name / "training_log.json").read_text())["log_history"]
+        result[name] = {
+            kind: [(e["cumulative_flops"], e[key]) for e in history if key in e and "cumulative_flops" in e]
+            for kind, key in (("train", "loss"), ("eval", "eval_loss"))
+        }
+    return result
+
+
+def equal_loss_savings(out: Path, baseline: Path) -> list[dict]:
+    """For each member: the baseline member's final validation loss, the FLOPs the baseline spent on it, and the
+    cumulative FLOPs at which this run's member first reached that loss (None: not reached)."""
+    ours, theirs = _read(out / "family.json"), _read(baseline / "family.json")
+    ours_curves = curves(out)
+    rows = []
+    for name, record in ours["members"].items():
+        base = theirs["members"].get(name)
+        if base is None:
+            continue
+        reached = next((flops for flops, loss in ours_curves[name]["eval"] if loss <= base["val_loss"]), None)
+        rows.append(
+            {
+                "member": name,
+                "target_loss": base["val_loss"],
+                "final_loss": record["val_loss"],
+                "baseline_flops": base["flops_stage"],
+                "flops_to_target": reached,
+                "saving": None if reached is None else 1 - reached / base["flops_stage"],
+            }
+        )
+    return rows
+
+
+def write_report(
+    out: str | Path,
+    baseline: str | Path | None = None,
+    others: list | None = None,
+    report_dir: str | Path | None = None,
+) -> Path:
+    """Render report.md and its plots (in `report_dir`, default OUT) for OUT, optionally beside a `baseline` run and
+    `others` (more variants of the same recipe); computes consistency.json where it is missing."""
+    out = Path(out)
+    report_dir = Path(report_dir or out)
+    paths = [out, *(Path(p) for p in others or []), *([Path(baseline)] if baseline else [])]
+    runs = {_label(path): path for path in paths}
+    for path in runs.values():
+        if not (path / CONSISTENCY_FILE).is_file():
+            family_consistency(path)
+    from .plots import plot_eval, plot_kl, plot_loss_vs_flops, plot_val_loss
+
+    plots = {
+        "loss_vs_flops.png": plot_loss_vs_flops({label: curves(path) for label, path in runs.items()}),
+        "val_loss.png": plot_val_loss({label: _read(path / "family.json") for label, path in runs.items()}),
+        "kl_heatmap.png": plot_kl({label: _read(path / CONSISTENCY_FILE) for label, path in runs.items()}),
+    }
+    evals = {label: _read(path / EVAL_FILE) for label, path in runs.items() if (path / EVAL_FILE).is_file()}
+    if evals:
+        plots["eval.png"] = plot_eval({label: e["members"] for label, e in evals.items()})
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for name, figure in plots.items():
+        figure.savefig(report_dir / name, dpi=120, bbox_inches="tight")
+    from .report_text import render
+
+    equal = {_label(p): equal_loss_savings(p, Path(baseline)) for p in paths[:-1]} if baseline else {}
+    (report_dir / REPORT_FILE).write_text(render(out, runs, evals, list(plots), equal))
+    return report_dir / REPORT_FILE
+
+
+def _label(path: Path) -> str:
+    ledger = _read(path / "family.json")
+    return ledger["mode"] if path.name == ledger["mode"] else f"{ledger['mode']} ({path.name})"
+
+
+__all__ = ["curves", "equal_loss_savings", "family_consistency", "write_report"]

@@ -1,0 +1,152 @@
+"""The Markdown of report.md: tables from the ledgers, consistency and eval results, with the plots embedded."""
+
+import json
+from pathlib import Path
+
+from .consistency import kl_matrix
+
+
+def _ledger(path: Path) -> dict:
+    return json.loads((path / "family.json").read_text())
+
+
+def _members_table(label: str, ledger: dict) -> list[str]:
+    lines = [
+        f"**{label}**",
+        "",
+        "| member | parent | params | tokens | stage FLOPs | cumulative FLOPs | wall s | train loss | val loss |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in ledger["members"].items():
+        lines.append(
+            f"| {name} | {r['parent'] or '-'} | {r['params']['total']:,} | {r['tokens']:,} | "
+            f"{r['flops_stage']:.3g} | {r['flops_cumulative']:.3g} | {r['wall_time_s']:.1f} | "
+            f"{r['final_train_loss']:.4f} | {r['val_loss']:.4f} |"
+        )
+    return [*lines, ""]
+
+
+def _compute(runs: dict[str, Path]) -> list[str]:
+    lines = [
+        "## Compute",
+        "",
+        "| run | total FLOPs | independent budget of the same members | saving by budget |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, path in runs.items():
+        totals = _ledger(path)["totals"]
+        lines.append(
+            f"| {label} | {totals['flops']:.4g} | {totals['flops_independent']:.4g} | {totals['saving']:.1%} |"
+        )
+    if len(runs) == 2:
+        (a, pa), (b, pb) = runs.items()
+        fa, fb = _ledger(pa)["totals"]["flops"], _ledger(pb)["totals"]["flops"]
+        lines += ["", f"Measured: {a} spent {fa:.4g} FLOPs, {b} {fb:.4g}: {a} used {1 - fa / fb:.1%} less."]
+    return [*lines, ""]
+
+
+def _equal_loss(label: str, rows: list[dict]) -> list[str]:
+    lines = [
+        f"## FLOPs to reach equal loss: {label}",
+        "",
+        "Cumulative FLOPs at which each member of this run first reached the baseline member's final validation "
+        "loss (validation is measured every `eval_steps`).",
+        "",
+        "| member | baseline final val loss | baseline FLOPs | FLOPs to reach it here | saving | final val loss here |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        reached = "not reached" if r["flops_to_target"] is None else f"{r['flops_to_target']:.3g}"
+        saving = "-" if r["saving"] is None else f"{r['saving']:.1%}"
+        lines.append(
+            f"| {r['member']} | {r['target_loss']:.4f} | {r['baseline_flops']:.3g} | {reached} | {saving} | "
+            f"{r['final_loss']:.4f} |"
+        )
+    return [*lines, ""]
+
+
+def _consistency(runs: dict[str, Path]) -> list[str]:
+    lines = [
+        "## Consistency between members",
+        "",
+        "Token-level KL in fp32 on held-out text, averaged over target tokens (lower: the members behave alike).",
+        "",
+    ]
+    for label, path in runs.items():
+        result = json.loads((path / "consistency.json").read_text())
+        names = result["members"]
+        lines += [
+            f"**{label}**, {result['tokens']:,} tokens, KL(row ‖ column):",
+            "",
+            "| | " + " | ".join(names) + " |",
+            "| --- |" + " ---: |" * len(names),
+        ]
+        for name, row in zip(names, kl_matrix(result, "kl_a_b"), strict=True):
+            lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.4f}" for v in row) + " |")
+        lines += ["", "| pair | KL(a‖b) | KL(b‖a) | mean | top-1 agreement |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [
+            f"| {p['a']} vs {p['b']} | {p['kl_a_b']:.4f} | {p['kl_b_a']:.4f} | {p['kl_mean']:.4f} | "
+            f"{p['top1_agreement']:.1%} |"
+            for p in result["pairs"]
+        ]
+        lines.append("")
+    return lines
+
+
+def _evals(evals: dict[str, dict]) -> list[str]:
+    lines = ["## lm-eval", ""]
+    for label, data in evals.items():
+        table = data["members"]
+        columns = sorted(
+            {
+                (t, m)
+                for r in table.values()
+                for t, ms in r.items()
+                for m in ms
+                if not m.endswith("_stderr") and m != "sample_len"
+            }
+        )
+        limit = f" (first {data['limit']} documents per task)" if data.get("limit") else ""
+        lines += [
+            f"**{label}**{limit}",
+            "",
+            "| member | " + " | ".join(f"{t}: {m}" for t, m in columns) + " |",
+            "| --- |" + " ---: |" * len(columns),
+        ]
+        lines += [
+            f"| {name} | " + " | ".join(f"{r.get(t, {}).get(m, float('nan')):.4f}" for t, m in columns) + " |"
+            for name, r in table.items()
+        ]
+        lines.append("")
+    return lines
+
+
+def render(out: Path, runs: dict[str, Path], evals: dict, plots: list[str], equal_loss: dict[str, list[dict]]) -> str:
+    ledger = _ledger(out)
+    lines = [
+        f"# Family report: {ledger['recipe']}",
+        "",
+        f"Modes: {', '.join(runs)}. Generated by `hf-progressive report`.",
+        "",
+        "## Members",
+        "",
+    ]
+    for label, path in runs.items():
+        lines += _members_table(label, _ledger(path))
+    lines += _compute(runs)
+    for label, rows in equal_loss.items():
+        lines += _equal_loss(label, rows)
+    lines += _consistency(runs)
+    if evals:
+        lines += _evals(evals)
+    lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots]
+    if ledger.get("max_steps"):
+        lines += [
+            "",
+            f"NOTE: stages were capped at {ledger['max_steps']} steps (a smoke run): compute savings by "
+            "budget compare against full budgets and mean nothing.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["render"]
