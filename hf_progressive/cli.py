@@ -15,7 +15,9 @@ from transformers import HfArgumentParser
 
 from .checkpoint import atomic_output_dir, copy_tokenizer_files, load_model, prepare_output_dir, resolve_source
 from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
+from .data import iter_texts
 from .errors import CheckpointError, ExpansionError
+from .evaluation import OFFLINE_TASKS
 from .family import format_plan, plan_family
 from .modeling_llama import ProgressiveLlamaForCausalLM
 from .plan import DEFAULT_WIDTH
@@ -157,11 +159,131 @@ def _build_family_command(argv: list[str]) -> int:
     ledger = build_family(recipe, args.out, args.mode, max_steps=args.max_steps_per_stage, report_to=args.report_to)
     if process_state().is_main_process:
         print(format_ledger(ledger))
-        print(f"members in {Path(args.out) / 'members'}, ledger in {Path(args.out) / 'family.json'}")
+        from .report import write_report
+
+        print(
+            f"members in {Path(args.out) / 'members'}, ledger in {Path(args.out) / 'family.json'}, "
+            f"report in {write_report(args.out)}"
+        )
+    return 0
+
+
+@dataclass
+class AnalysisArguments:
+    """Options of `hf-progressive consistency | evaluate | report OUT`."""
+
+    data: str | None = field(
+        default=None,
+        metadata={
+            "help": "consistency: held-out text file (txt/jsonl/parquet); default: the family's own validation blocks."
+        },
+    )
+    pairs: str = field(default="all", metadata={"help": "consistency: all or adjacent member pairs."})
+    max_blocks: int = field(default=64, metadata={"help": "consistency: held-out blocks to use."})
+    tasks: str = field(
+        default=",".join(OFFLINE_TASKS),
+        metadata={"help": "evaluate: comma-separated lm-eval tasks (the shipped offline ones by default)."},
+    )
+    limit: int | None = field(default=None, metadata={"help": "evaluate: documents per task (smoke runs)."})
+    baseline: str | None = field(
+        default=None,
+        metadata={"help": "report: another build of the same recipe (e.g. independent mode) to compare with."},
+    )
+
+
+def _analysis(prog: str, argv: list[str]) -> tuple[AnalysisArguments, Path]:
+    parser = HfArgumentParser(AnalysisArguments, prog=f"hf-progressive {prog}")
+    parser.add_argument("out", help="A family directory written by build-family.")
+    args, extra = parser.parse_args_into_dataclasses(argv)
+    out = Path(extra.out)
+    if not (out / "family.json").is_file():
+        raise CheckpointError(f"{out}: no family.json; pass a directory written by hf-progressive build-family.")
+    return args, out
+
+
+def _consistency_command(argv: list[str]) -> int:
+    from .consistency import format_consistency
+    from .report import family_consistency
+
+    args, out = _analysis("consistency", argv)
+    blocks = None
+    if args.data:
+        from transformers import AutoTokenizer
+
+        from .data import pack
+        from .recipe import DataSpec
+
+        tokenizer = AutoTokenizer.from_pretrained(out / "data" / "tokenizer")
+        texts = iter_texts(DataSpec(validation=args.data), "validation")
+        blocks = pack(texts, tokenizer, _family_seq_len(out), args.max_blocks)
+    print(format_consistency(family_consistency(out, blocks, args.pairs, args.max_blocks)))
+    print(f"written to {out / 'consistency.json'}")
+    return 0
+
+
+def _family_seq_len(out: Path) -> int:
+    import torch
+
+    return torch.load(out / "data" / "validation.pt", weights_only=True).shape[1]
+
+
+def _evaluate_command(argv: list[str]) -> int:
+    from .evaluation import evaluate_family, format_evaluation
+
+    args, out = _analysis("evaluate", argv)
+    table = evaluate_family(out, [t.strip() for t in args.tasks.split(",") if t.strip()], args.limit)
+    print(format_evaluation(table))
+    print(f"written to {out / 'eval_results.json'} and each member's eval_results.json")
+    return 0
+
+
+def _report_command(argv: list[str]) -> int:
+    from .report import write_report
+
+    args, out = _analysis("report", argv)
+    print(f"report: {write_report(out, args.baseline)}")
+    return 0
+
+
+@dataclass
+class CompareArguments(FamilyArguments):
+    """Options of `hf-progressive compare RECIPE --out DIR`."""
+
+    variants: str = field(
+        default="",
+        metadata={
+            "help": "Extra runs, comma-separated: fixed_data (progressive_fixed_data), fixed_lr (one max LR for all)."
+        },
+    )
+    evaluate: bool = field(default=False, metadata={"help": "Run the offline lm-eval tasks on every member."})
+    eval_limit: int | None = field(default=None, metadata={"help": "Documents per lm-eval task."})
+
+
+def _compare_command(argv: list[str]) -> int:
+    from .compare import compare
+
+    parser = HfArgumentParser(CompareArguments, prog="hf-progressive compare")
+    parser.add_argument("recipe_path", nargs="?", help="Recipe name or YAML file (same as --recipe).")
+    args, extra = parser.parse_args_into_dataclasses(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    report = compare(
+        extra.recipe_path or args.recipe,
+        Path(args.out),
+        variants,
+        args.max_steps_per_stage,
+        args.evaluate,
+        args.eval_limit,
+    )
+    print(report.read_text())
+    print(f"report: {report}")
     return 0
 
 
 COMMANDS = {
+    "consistency": _consistency_command,
+    "evaluate": _evaluate_command,
+    "report": _report_command,
+    "compare": _compare_command,
     "build-family": _build_family_command,
     "plan": _plan_command,
     "expand": _expand_command,

@@ -52,7 +52,7 @@ def _equal_loss(label: str, rows: list[dict]) -> list[str]:
         "Cumulative FLOPs at which each member of this run first reached the baseline member's final validation "
         "loss (validation is measured every `eval_steps`).",
         "",
-        "| member | baseline final val loss | baseline FLOPs | FLOPs to reach it here | saving | final val loss here |",
+        "| member | baseline final val loss | baseline FLOPs | FLOPs to reach it here | saving | val loss here |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
