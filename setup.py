@@ -19,10 +19,11 @@ install_requires = [
     "huggingface_hub>=1.0",
     "pyyaml>=6.0",
     "tqdm>=4.66",
+    "matplotlib>=3.7",  # the family report's plots
 ]
 extras = {
     "eval": ["lm_eval>=0.4.8"],
-    "test": ["pytest>=8"],
+    "test": ["pytest>=8", "lm_eval>=0.4.8", "pandas"],  # lm_eval: the offline tasks run in CI
 }
 extras["dev"] = extras["test"] + extras["eval"] + ["ruff>=0.6", "pre-commit>=3"]
 

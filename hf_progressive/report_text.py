@@ -82,7 +82,7 @@ def _consistency(runs: dict[str, Path]) -> list[str]:
             "| --- |" + " ---: |" * len(names),
         ]
         for name, row in zip(names, kl_matrix(result, "kl_a_b"), strict=True):
-            lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.4f}" for v in row) + " |")
+            lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.4g}" for v in row) + " |")
         lines += ["", "| pair | KL(a‖b) | KL(b‖a) | mean | top-1 agreement |", "| --- | ---: | ---: | ---: | ---: |"]
         lines += [
             f"| {p['a']} vs {p['b']} | {p['kl_a_b']:.4f} | {p['kl_b_a']:.4f} | {p['kl_mean']:.4f} | "
