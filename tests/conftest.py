@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from testing_utils import tiny_model
+from testing_utils import STEPS, tiny_model, tiny_recipe
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +17,14 @@ def tiny_checkpoint(tmp_path_factory):
     tiny_model().save_pretrained(path)
     (path / "tokenizer_config.json").write_text('{"model_max_length": 64}\n')
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory):
+    """A built 2-member family (4 steps a stage): `(OUT, ledger)`. Tests may add files (eval, report) but must not
+    change what is there."""
+    from hf_progressive.builder import build_family
+
+    tmp = tmp_path_factory.mktemp("family")
+    ledger = build_family(tiny_recipe(tmp), tmp / "out", max_steps=STEPS)
+    return tmp / "out", ledger

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
+from testing_utils import STEPS, tiny_recipe
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from hf_progressive.builder import build_family, format_ledger
@@ -13,54 +13,13 @@ from hf_progressive.errors import CheckpointError
 from hf_progressive.recipe import load_recipe
 
 
-SMALL = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-}
-BIG = {
-    "hidden_size": 48,
-    "intermediate_size": 96,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 3,
-    "num_key_value_heads": 3,
-}
-STEPS = 4
-
-
-def tiny_recipe(tmp_path, method="function_preserving+identity", **changes):
-    """A 2-member recipe small enough for a few CPU steps (BPE of 512 trained on 200k characters)."""
-    data = {
-        "name": "test",
-        "vocab_size": 512,
-        "seq_len": 32,
-        "batch_size": 4,
-        "head_dim": 16,
-        "tokens_per_param": 1.0,
-        "logging_steps": 1,
-        "save_steps": 2,
-        "tokenizer": {"train_bpe": True, "bpe_training_chars": 200_000},
-        "data": {"validation_blocks": 4},
-        "lr": {"warmup_ratio": 0.0},
-        "members": [SMALL, {**BIG, "method": method}],
-        **changes,
-    }
-    path = tmp_path / f"recipe-{abs(hash(json.dumps(data, sort_keys=True)))}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return load_recipe(str(path))
-
-
 def _weights(out, name):
     return load_file(out / "members" / name / "model.safetensors")
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("family")
-    ledger = build_family(tiny_recipe(tmp), tmp / "out", max_steps=STEPS)
-    return tmp / "out", ledger
+@pytest.fixture
+def built(tiny_family):
+    return tiny_family
 
 
 def test_two_stages_produce_loadable_vanilla_members(built):
@@ -164,8 +123,9 @@ def test_carry_optimizer_state_runs_and_is_recorded(tmp_path):
 
 
 def test_wsd_schedule_and_fixed_lr(tmp_path):
-    recipe = tiny_recipe(tmp_path, lr={"schedule": "wsd", "fixed": 1e-3, "decay_ratio": 0.5, "min_lr_ratio": 0.0,
-                                       "warmup_ratio": 0.0})
+    recipe = tiny_recipe(
+        tmp_path, lr={"schedule": "wsd", "fixed": 1e-3, "decay_ratio": 0.5, "min_lr_ratio": 0.0, "warmup_ratio": 0.0}
+    )
     build_family(recipe, tmp_path / "out", max_steps=STEPS)
     history = json.loads((tmp_path / "out" / "members" / "m1-L2-H48" / "training_log.json").read_text())
     lrs = [entry["learning_rate"] for entry in history["log_history"] if "learning_rate" in entry]

@@ -4,10 +4,10 @@ computation on a small case."""
 import numpy as np
 import pytest
 import torch
+from testing_utils import tiny_model
 
 from hf_progressive import ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
 from hf_progressive.consistency import consistency, format_consistency, kl_matrix
-from testing_utils import tiny_model
 
 
 def _blocks(n=5, length=12, seed=0):
@@ -24,8 +24,14 @@ def test_kl_of_a_model_with_itself_is_zero():
 
 def test_kl_right_after_function_preserving_growth_is_tiny():
     small = tiny_model()
-    config = ProgressiveLlamaConfig.from_smaller(small.config, hidden_size=64, num_hidden_layers=4,
-                                                 intermediate_size=80, num_attention_heads=8, num_key_value_heads=4)
+    config = ProgressiveLlamaConfig.from_smaller(
+        small.config,
+        hidden_size=64,
+        num_hidden_layers=4,
+        intermediate_size=80,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+    )
     big = ProgressiveLlamaForCausalLM.from_smaller(small, config)
     pair = consistency({"small": small, "big": big}, _blocks(), chunk_tokens=7)["pairs"][0]
     assert pair["kl_a_b"] <= 1e-6 and pair["kl_b_a"] <= 1e-6 and pair["top1_agreement"] == 1.0

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from test_builder import BIG, SMALL
+from testing_utils import BIG, SMALL
 from transformers import AutoModelForCausalLM
 
 

@@ -65,6 +65,52 @@ def float64_rms_norm():
         modeling_llama.LlamaRMSNorm.forward = original
 
 
+SMALL = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+}
+BIG = {
+    "hidden_size": 48,
+    "intermediate_size": 96,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 3,
+    "num_key_value_heads": 3,
+}
+STEPS = 4
+
+
+def tiny_recipe(tmp_path, method="function_preserving+identity", **changes):
+    """A 2-member recipe small enough for a few CPU steps (BPE of 512 trained on 200k characters)."""
+    import json
+
+    import yaml
+
+    from hf_progressive.recipe import load_recipe
+
+    data = {
+        "name": "test",
+        "vocab_size": 512,
+        "seq_len": 32,
+        "batch_size": 4,
+        "head_dim": 16,
+        "tokens_per_param": 1.0,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "eval_steps": 2,
+        "tokenizer": {"train_bpe": True, "bpe_training_chars": 200_000},
+        "data": {"validation_blocks": 4},
+        "lr": {"warmup_ratio": 0.0},
+        "members": [SMALL, {**BIG, "method": method}],
+        **changes,
+    }
+    path = tmp_path / f"recipe-{abs(hash(json.dumps(data, sort_keys=True)))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_recipe(str(path))
+
+
 def assert_logits_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, label: str = "") -> None:
     """Fail with the max and mean |difference| when logits differ by more than `atol`."""
     diff = (actual.double() - expected.double()).abs()
