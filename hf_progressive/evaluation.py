@@ -71,17 +71,22 @@ def evaluate_family(out: str | Path, tasks=OFFLINE_TASKS, limit: int | None = No
     return table
 
 
-def format_evaluation(table: dict) -> str:
-    """One row per member, one column per task/metric."""
-    columns = sorted(
+def metric_columns(table: dict) -> list[tuple[str, str]]:
+    """The (task, metric) pairs of a member -> results table, without stderr and sample counts."""
+    return sorted(
         {
             (task, metric)
             for results in table.values()
             for task, metrics in results.items()
             for metric in metrics
-            if not metric.endswith("_stderr")
+            if not metric.endswith("_stderr") and metric != "sample_len"
         }
     )
+
+
+def format_evaluation(table: dict) -> str:
+    """One row per member, one column per task/metric."""
+    columns = metric_columns(table)
     header = f"{'member':<16}" + "".join(f"{task.removeprefix('hfp_') + ':' + metric:>34}" for task, metric in columns)
     rows = [
         f"{name:<16}"
@@ -91,4 +96,12 @@ def format_evaluation(table: dict) -> str:
     return "\n".join([header, *rows])
 
 
-__all__ = ["OFFLINE_TASKS", "TASKS_DIR", "evaluate_family", "evaluate_member", "format_evaluation", "member_dirs"]
+__all__ = [
+    "OFFLINE_TASKS",
+    "TASKS_DIR",
+    "evaluate_family",
+    "evaluate_member",
+    "format_evaluation",
+    "member_dirs",
+    "metric_columns",
+]

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .consistency import kl_matrix  # noqa: E402
+from .evaluation import metric_columns  # noqa: E402
 
 
 STYLES = ["-", "--", ":", "-."]
@@ -75,15 +76,7 @@ def plot_kl(results: dict[str, dict]) -> plt.Figure:
 def plot_eval(tables: dict[str, dict]) -> plt.Figure:
     """lm-eval metrics per member, one panel per (task, metric)."""
     first = next(iter(tables.values()))
-    metrics = sorted(
-        {
-            (t, m)
-            for results in first.values()
-            for t, ms in results.items()
-            for m in ms
-            if not m.endswith("_stderr") and m != "sample_len"
-        }
-    )
+    metrics = metric_columns(first)
     figure, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4), squeeze=False)
     for axis, (task, metric) in zip(axes[0], metrics, strict=True):
         runs = {

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from .consistency import kl_matrix
+from .evaluation import metric_columns
 
 
 def _ledger(path: Path) -> dict:
@@ -97,15 +98,7 @@ def _evals(evals: dict[str, dict]) -> list[str]:
     lines = ["## lm-eval", ""]
     for label, data in evals.items():
         table = data["members"]
-        columns = sorted(
-            {
-                (t, m)
-                for r in table.values()
-                for t, ms in r.items()
-                for m in ms
-                if not m.endswith("_stderr") and m != "sample_len"
-            }
-        )
+        columns = metric_columns(table)
         limit = f" (first {data['limit']} documents per task)" if data.get("limit") else ""
         lines += [
             f"**{label}**{limit}",

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from testing_utils import BIG, SMALL
+from testing_utils import tiny_recipe_data
 from transformers import AutoModelForCausalLM
 
 
@@ -15,19 +15,7 @@ ROOT = Path(__file__).parents[1]
 
 
 def test_two_process_accelerate_launch_builds_the_family(tmp_path):
-    recipe = {
-        "name": "dist",
-        "vocab_size": 512,
-        "seq_len": 32,
-        "batch_size": 4,
-        "head_dim": 16,
-        "tokens_per_param": 1.0,
-        "logging_steps": 1,
-        "save_steps": 2,
-        "tokenizer": {"train_bpe": True, "bpe_training_chars": 200_000},
-        "data": {"validation_blocks": 4},
-        "members": [SMALL, BIG],
-    }
+    recipe = tiny_recipe_data(name="dist", eval_steps=100)
     (tmp_path / "dist.yaml").write_text(yaml.safe_dump(recipe))
     command = [
         sys.executable,

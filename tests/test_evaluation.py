@@ -26,9 +26,27 @@ def test_plain_lm_eval_cli_works_on_a_member(tiny_family):
     out, ledger = tiny_family
     member = out / "members" / list(ledger["members"])[-1]
     result = subprocess.run(
-        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={member}",
-         "--tasks", "hfp_gutenberg_cloze", "--include_path", str(TASKS_DIR), "--limit", "3", "--device", "cpu"],
-        capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={member}",
+            "--tasks",
+            "hfp_gutenberg_cloze",
+            "--include_path",
+            str(TASKS_DIR),
+            "--limit",
+            "3",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "hfp_gutenberg_cloze" in result.stdout and "acc" in result.stdout

@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from testing_utils import BIG, SMALL
 
 from hf_progressive.cli import main
 from hf_progressive.data import get_tokenizer, iter_texts, train_bpe
@@ -9,20 +10,6 @@ from hf_progressive.family import plan_family
 from hf_progressive.recipe import DataSpec, RecipeError, load_recipe, member_configs, shipped_recipes
 
 
-SMALL = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-}
-BIG = {
-    "hidden_size": 48,
-    "intermediate_size": 96,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 3,
-    "num_key_value_heads": 3,
-}
 BASE = {
     "name": "t",
     "vocab_size": 512,

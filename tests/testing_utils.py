@@ -83,13 +83,21 @@ STEPS = 4
 
 
 def tiny_recipe(tmp_path, method="function_preserving+identity", **changes):
-    """A 2-member recipe small enough for a few CPU steps (BPE of 512 trained on 200k characters)."""
+    """A 2-member recipe small enough for a few CPU steps (BPE of 512 trained on 200k characters), written to
+    `tmp_path` and loaded."""
     import json
 
     import yaml
 
     from hf_progressive.recipe import load_recipe
 
+    data = tiny_recipe_data(method, **changes)
+    path = tmp_path / f"recipe-{abs(hash(json.dumps(data, sort_keys=True)))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_recipe(str(path))
+
+
+def tiny_recipe_data(method="function_preserving+identity", **changes) -> dict:
     data = {
         "name": "test",
         "vocab_size": 512,
@@ -106,9 +114,7 @@ def tiny_recipe(tmp_path, method="function_preserving+identity", **changes):
         "members": [SMALL, {**BIG, "method": method}],
         **changes,
     }
-    path = tmp_path / f"recipe-{abs(hash(json.dumps(data, sort_keys=True)))}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return load_recipe(str(path))
+    return data
 
 
 def assert_logits_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, label: str = "") -> None:
