@@ -35,14 +35,18 @@ def _compute(runs: dict[str, Path]) -> list[str]:
         "| --- | ---: | ---: | ---: |",
     ]
     for label, path in runs.items():
-        totals = _ledger(path)["totals"]
+        ledger = _ledger(path)
+        totals = ledger["totals"]
+        saving = "(baseline)" if ledger["mode"] == "independent" else f"{totals['saving']:.1%}"
+        lines.append(f"| {label} | {totals['flops']:.4g} | {totals['flops_independent']:.4g} | {saving} |")
+    *others, (base, base_path) = runs.items()
+    measured = _ledger(base_path)["totals"]["flops"]
+    lines.append("")
+    for label, path in others:  # measured against the last run (the baseline)
+        spent = _ledger(path)["totals"]["flops"]
         lines.append(
-            f"| {label} | {totals['flops']:.4g} | {totals['flops_independent']:.4g} | {totals['saving']:.1%} |"
+            f"Measured: {label} spent {spent:.4g} FLOPs, {base} {measured:.4g}: {1 - spent / measured:.1%} less."
         )
-    if len(runs) == 2:
-        (a, pa), (b, pb) = runs.items()
-        fa, fb = _ledger(pa)["totals"]["flops"], _ledger(pb)["totals"]["flops"]
-        lines += ["", f"Measured: {a} spent {fa:.4g} FLOPs, {b} {fb:.4g}: {a} used {1 - fa / fb:.1%} less."]
     return [*lines, ""]
 
 
