@@ -56,20 +56,26 @@ def plot_val_loss(ledgers: dict[str, dict]) -> plt.Figure:
 
 
 def plot_kl(results: dict[str, dict]) -> plt.Figure:
-    """KL(row || column) between members, one heatmap per run."""
-    figure, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.2), squeeze=False)
+    """KL(row || column) between members, one heatmap per run, on one shared colour scale."""
+    matrices = {
+        label: [[float("nan") if v is None else v for v in row] for row in kl_matrix(result, "kl_a_b")]
+        for label, result in results.items()
+    }
+    top = max(v for m in matrices.values() for row in m for v in row if v == v) or 1.0
+    figure, axes = plt.subplots(
+        1, len(results), figsize=(5.8 * len(results), 4.6), squeeze=False, constrained_layout=True
+    )
     for axis, (label, result) in zip(axes[0], results.items(), strict=True):
-        matrix = [[float("nan") if v is None else v for v in row] for row in kl_matrix(result, "kl_a_b")]
-        image = axis.imshow(matrix, cmap="viridis")
-        names = result["members"]
+        matrix, names = matrices[label], result["members"]
+        image = axis.imshow(matrix, cmap="viridis", vmin=0.0, vmax=top)
         axis.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
         axis.set_yticks(range(len(names)), names, fontsize=7)
         for i, row in enumerate(matrix):
             for j, value in enumerate(row):
-                shade = "k" if value > 0.6 * max(max(r) for r in matrix) else "w"
+                shade = "k" if value > 0.6 * top else "w"
                 axis.text(j, i, f"{value:.3f}", ha="center", va="center", color=shade, fontsize=7)
         axis.set_title(f"KL(row || column), {label}", fontsize=9)
-        figure.colorbar(image, ax=axis, fraction=0.046)
+    figure.colorbar(image, ax=list(axes[0]), fraction=0.046)
     return figure
 
 
