@@ -112,9 +112,21 @@ def _as_llama(small) -> PreTrainedModel:
 
 def growth_record(small, big, plan: GrowthPlan, report: dict | None) -> dict:
     """What growth.json holds: parent, operators, seed, the plan's index maps, per-tensor sources, preservation."""
+    record = streaming_growth_record(str(getattr(small, "name_or_path", "") or ""), plan)
+    record["num_parameters"] = {
+        "parent": small.num_parameters(),
+        "grown": big.num_parameters(),
+        "new": record["num_parameters"]["new"],
+    }
+    return {**record, "preservation": report}
+
+
+def streaming_growth_record(parent: str, plan: GrowthPlan) -> dict:
+    """growth.json without the models in memory (streaming expansion): no preservation report, counts from shapes."""
     import transformers
 
     from . import __version__
+    from .budget import parameter_counts
 
     sources, new = {}, 0
     for key in expected_keys(plan.dst):
@@ -122,13 +134,17 @@ def growth_record(small, big, plan: GrowthPlan, report: dict | None) -> dict:
         sources[key] = {"from": source} | ({"donor": donor} if donor else {})
         new += int(new_entries(key, plan).sum()) if not (plan.dst.tie_word_embeddings and key in TIED_KEYS) else 0
     return {
-        "parent": str(getattr(small, "name_or_path", "") or ""),
+        "parent": parent,
         "operator": f"{plan.width_method}+{plan.depth_method}",
         "seed": plan.seed,
         "plan": plan.to_json(),
-        "num_parameters": {"parent": small.num_parameters(), "grown": big.num_parameters(), "new": new},
+        "num_parameters": {
+            "parent": parameter_counts(plan.src)["total"],
+            "grown": parameter_counts(plan.dst)["total"],
+            "new": new,
+        },
         "sources": sources,
-        "preservation": report,
+        "preservation": None,
         "versions": {
             "hf_progressive": __version__,
             "torch": torch.__version__,
@@ -137,4 +153,4 @@ def growth_record(small, big, plan: GrowthPlan, report: dict | None) -> dict:
     }
 
 
-__all__ = ["GROWTH_FILE", "ProgressiveLlamaForCausalLM", "growth_record"]
+__all__ = ["GROWTH_FILE", "ProgressiveLlamaForCausalLM", "growth_record", "streaming_growth_record"]

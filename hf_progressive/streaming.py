@@ -1,0 +1,165 @@
+"""Expand large checkpoints in bounded memory: read the source shard by shard with `safetensors.safe_open`, apply
+the same per-tensor operator as `from_smaller` (`expansion.expand_tensor`), and stream every grown tensor straight
+into size-bounded output shards. Shapes are known from the target config, so each shard's header is written first and
+tensors are appended one at a time: resident memory is a few tensors, whatever the model size (mergekit-style)."""
+
+import json
+import os
+import struct
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from tqdm.auto import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from .checkpoint import (
+    INDEX_FILE,
+    SINGLE_FILE,
+    atomic_output_dir,
+    copy_tokenizer_files,
+    read_config,
+    weight_files,
+    write_json,
+)
+from .expansion import expand_tensor
+from .keys import TIED_KEYS, expected_keys
+from .plan import DEFAULT_WIDTH, GrowthPlan
+
+
+SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+
+
+def parse_size(size: str | int) -> int:
+    """ "5GB" -> 5_000_000_000 (decimal units, as transformers' max_shard_size)."""
+    if isinstance(size, int):
+        return size
+    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "B": 1}
+    text = size.strip().upper()
+    for unit, scale in units.items():
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * scale)
+    return int(text)
+
+
+class LazyCheckpoint:
+    """`load(key)` for a (sharded) safetensors checkpoint: one open handle per shard, one tensor read per call."""
+
+    def __init__(self, src: Path, config, stack: ExitStack):
+        self.handles, self.where = {}, {}
+        for file in weight_files(src):
+            handle = stack.enter_context(safe_open(str(file), framework="pt"))
+            self.handles[file.name] = handle
+            self.where.update(dict.fromkeys(handle.keys(), file.name))
+        self.tied = bool(config.tie_word_embeddings)
+        self.dtype = self(next(iter(self.where))).dtype
+
+    def __call__(self, key: str) -> torch.Tensor:
+        if key not in self.where and self.tied and key in TIED_KEYS:
+            key = TIED_KEYS[key]
+        return self.handles[self.where[key]].get_tensor(key)
+
+
+def _target_shapes(plan: GrowthPlan) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig.from_dict(plan.dst.to_dict()))
+    shapes = {key: tuple(t.shape) for key, t in model.state_dict().items()}
+    keys = [k for k in expected_keys(plan.dst) if not (plan.dst.tie_word_embeddings and k in TIED_KEYS)]
+    return {key: shapes[key] for key in keys}
+
+
+def _shard(shapes: dict[str, tuple], itemsize: int, max_bytes: int) -> list[list[str]]:
+    shards, current, size = [], [], 0
+    for key, shape in shapes.items():
+        nbytes = itemsize * int(torch.Size(shape).numel())
+        if current and size + nbytes > max_bytes:
+            shards.append(current)
+            current, size = [], 0
+        current.append(key)
+        size += nbytes
+    return [*shards, current] if current else shards
+
+
+def _write_shard(path: Path, keys: list[str], shapes: dict, dtype: torch.dtype, produce, progress) -> int:
+    """Write one safetensors file: header (offsets from the known shapes), then each tensor as it is produced."""
+    header, offset = {}, 0
+    for key in keys:
+        nbytes = dtype.itemsize * int(torch.Size(shapes[key]).numel())
+        header[key] = {
+            "dtype": SAFETENSORS_DTYPES[dtype],
+            "shape": list(shapes[key]),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    header["__metadata__"] = {"format": "pt"}
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # align the data section
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(blob)) + blob)
+        for key in keys:
+            tensor = produce(key)
+            if tuple(tensor.shape) != shapes[key] or tensor.dtype != dtype:
+                raise RuntimeError(f"{key}: produced {tuple(tensor.shape)} {tensor.dtype}, expected {shapes[key]}")
+            handle.write(tensor.contiguous().view(torch.uint8).numpy().tobytes())
+            progress.update(tensor.numel() * dtype.itemsize)
+            del tensor
+    return offset
+
+
+def expand_checkpoint(
+    src_dir: str | os.PathLike,
+    dst_dir: str | os.PathLike,
+    target_config,
+    method: str = DEFAULT_WIDTH,
+    seed: int = 0,
+    *,
+    noise_std: float = 0.0,
+    inserted_layers: list[int] | None = None,
+    max_shard_size: str | int = "5GB",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """
+    Grow the checkpoint in `src_dir` into `dst_dir` without holding either model in memory. The output is
+    bit-identical to `ProgressiveLlamaForCausalLM.from_smaller(src_dir, target_config, method, seed)` saved with
+    `save_pretrained`, keeps the source dtype, and is written atomically (nothing at `dst_dir` if it fails).
+    """
+    src = Path(src_dir)
+    source_config = read_config(src)
+    plan = GrowthPlan.from_configs(source_config, target_config, method, seed, noise_std, inserted_layers)
+    shapes = _target_shapes(plan)
+    with atomic_output_dir(dst_dir, overwrite) as tmp, ExitStack() as stack:
+        load = LazyCheckpoint(src, source_config, stack)
+        shards = _shard(shapes, load.dtype.itemsize, parse_size(max_shard_size))
+        names = (
+            [SINGLE_FILE]
+            if len(shards) == 1
+            else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+        )
+        total = sum(load.dtype.itemsize * int(torch.Size(s).numel()) for s in shapes.values())
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc="expanding", disable=not progress)
+        for name, keys in zip(names, shards, strict=True):
+            _write_shard(tmp / name, keys, shapes, load.dtype, lambda key: expand_tensor(key, load, plan), bar)
+        bar.close()
+        if len(shards) > 1:
+            weight_map = {key: name for name, keys in zip(names, shards, strict=True) for key in keys}
+            write_json(tmp / INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": weight_map})
+        _write_side_files(src, tmp, plan, load.dtype)
+    return Path(dst_dir)
+
+
+def _write_side_files(src: Path, dst: Path, plan: GrowthPlan, dtype: torch.dtype) -> None:
+    from .modeling_llama import GROWTH_FILE, streaming_growth_record
+
+    config = LlamaConfig.from_dict(plan.dst.to_dict())
+    config.architectures = ["LlamaForCausalLM"]
+    config.dtype = dtype
+    config.save_pretrained(dst)
+    if (src / "generation_config.json").is_file():
+        (dst / "generation_config.json").write_bytes((src / "generation_config.json").read_bytes())
+    copy_tokenizer_files(src, dst)
+    write_json(dst / GROWTH_FILE, streaming_growth_record(str(src), plan))
+
+
+__all__ = ["LazyCheckpoint", "expand_checkpoint", "parse_size"]
