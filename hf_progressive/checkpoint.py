@@ -141,15 +141,21 @@ def prepare_output_dir(dst: str | os.PathLike, overwrite: bool) -> Path:
 def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temp dir beside `dst`; on success it replaces `dst` in one rename, on failure it is removed."""
     dst = prepare_output_dir(dst, overwrite)
+    missing = [p for p in [dst.parent, *dst.parent.parents] if not p.exists()]
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    done = False
     try:
         yield tmp
         if dst.exists():
             shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
         tmp.rename(dst)
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        for parent in [] if done else missing:  # leave no trace: the folders this call created
+            if parent.exists() and not any(parent.iterdir()):
+                parent.rmdir()
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -6,22 +6,26 @@
 Bad input (a non-Llama checkpoint, a shrinking size, an unknown method, a non-empty DST, ...) exits 2 with one line
 on stderr and writes nothing."""
 
+import json
+import shutil
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from .checkpoint import atomic_output_dir, copy_tokenizer_files, load_model, prepare_output_dir, resolve_source
+from .checkpoint import load_model, prepare_output_dir, read_config, resolve_source, write_json
 from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
 from .data import iter_texts
 from .errors import CheckpointError, ExpansionError
 from .evaluation import OFFLINE_TASKS
 from .family import format_plan, plan_family
-from .modeling_llama import ProgressiveLlamaForCausalLM
+from .modeling_llama import GROWTH_FILE
 from .plan import DEFAULT_WIDTH
 from .recipe import load_recipe, shipped_recipes
+from .streaming import expand_checkpoint
+from .verification import check_preservation, verify_expansion
 
 
 @dataclass
@@ -52,30 +56,56 @@ class ExpandArguments:
         default=None, metadata={"help": "Positions of the new identity blocks in the grown model (default: even)."}
     )
     strict: bool = field(default=False, metadata={"help": "Fail if a function-preserving growth moves the logits."})
+    verify: bool = field(
+        default=True,
+        metadata={
+            "help": "Load both models after writing to measure preservation "
+            "(--no-verify for checkpoints too large for memory)."
+        },
+    )
+    max_shard_size: str = field(default="5GB", metadata={"help": "Largest output shard, e.g. 5GB or 500MB."})
     overwrite: bool = field(default=False, metadata={"help": "Replace DST if it exists and is not empty."})
 
     def sizes(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in SIZE_FIELDS if getattr(self, name) is not None}
 
 
-def expand(src: str, dst: str, args: ExpandArguments, progress: bool = True) -> ProgressiveLlamaForCausalLM:
-    """Grow checkpoint `src` into checkpoint directory `dst` (written atomically); returns the grown model."""
+def expand(src: str, dst: str, args: ExpandArguments, progress: bool = True) -> dict:
+    """Grow checkpoint `src` into `dst` by streaming (bounded memory, written atomically), then, unless
+    `--no-verify`, load both models to measure preservation; returns the growth record (growth.json)."""
     prepare_output_dir(dst, args.overwrite)  # fail before any work
     src_dir = resolve_source(src)
-    small = load_model(src_dir)
-    small.name_or_path = src
-    config = ProgressiveLlamaConfig.from_smaller(small.config, **args.sizes())
-    options = {k: v for k, v in asdict(args).items() if k in ("seed", "noise_std", "inserted_layers", "strict")}
-    big = ProgressiveLlamaForCausalLM.from_smaller(small, config, method=args.method, progress=progress, **options)
-    with atomic_output_dir(dst, args.overwrite) as tmp:
-        big.save_pretrained(tmp)
-        copy_tokenizer_files(src_dir, tmp)
-    return big
+    config = ProgressiveLlamaConfig.from_smaller(read_config(src_dir), **args.sizes())
+    expand_checkpoint(
+        src_dir,
+        dst,
+        config,
+        args.method,
+        args.seed,
+        noise_std=args.noise_std,
+        inserted_layers=args.inserted_layers,
+        max_shard_size=args.max_shard_size,
+        overwrite=args.overwrite,
+        progress=progress,
+    )
+    growth = json.loads((Path(dst) / GROWTH_FILE).read_text())
+    growth["parent"] = src
+    if args.verify:
+        small, big = load_model(src_dir), load_model(dst)
+        growth["preservation"] = verify_expansion(small, big)
+        if args.strict and growth["plan"]["function_preserving"]:
+            try:
+                check_preservation(growth["preservation"], big.dtype)
+            except ExpansionError:
+                shutil.rmtree(dst)  # strict: a failed growth leaves nothing behind
+                raise
+    write_json(Path(dst) / GROWTH_FILE, growth)
+    return growth
 
 
-def format_report(big: ProgressiveLlamaForCausalLM) -> str:
+def format_report(growth: dict) -> str:
     """The preservation report printed after a growth."""
-    growth, plan, report = big.growth, big.growth["plan"], big.growth["preservation"]
+    plan, report = growth["plan"], growth["preservation"]
     rows = [(name, f"{old} -> {plan['dst_sizes'][name]}") for name, old in plan["src_sizes"].items()]
     counts = growth["num_parameters"]
     rows.append(("parameters", f"{counts['parent']:,} -> {counts['grown']:,} ({counts['new']:,} new)"))
@@ -96,8 +126,7 @@ def _expand_command(argv: list[str]) -> int:
     parser.add_argument("src", help="Source checkpoint directory (or Hub id where the network allows).")
     parser.add_argument("dst", help="Output directory (must be empty or absent unless --overwrite).")
     args, paths = parser.parse_args_into_dataclasses(argv)
-    big = expand(paths.src, paths.dst, args)
-    print(format_report(big))
+    print(format_report(expand(paths.src, paths.dst, args)))
     print(f"saved to {paths.dst}")
     return 0
 
@@ -280,12 +309,12 @@ def _compare_command(argv: list[str]) -> int:
 
 
 COMMANDS = {
+    "build-family": _build_family_command,
+    "plan": _plan_command,
     "consistency": _consistency_command,
     "evaluate": _evaluate_command,
     "report": _report_command,
     "compare": _compare_command,
-    "build-family": _build_family_command,
-    "plan": _plan_command,
     "expand": _expand_command,
     "demo": _demo_command,
 }

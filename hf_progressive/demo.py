@@ -49,12 +49,12 @@ def run_demo(out: Path) -> str:
     for method in METHODS:
         sizes = HYPERCLONING_TARGET if method.startswith("hypercloning") else TARGET
         args = ExpandArguments(method=method, overwrite=True, **sizes)
-        big = expand(str(small_dir), str(out / method.replace("+", "-")), args, progress=False)
-        report, plan = big.growth["preservation"], big.growth["plan"]
-        details.append(format_report(big))
+        growth = expand(str(small_dir), str(out / method.replace("+", "-")), args, progress=False)
+        report, plan = growth["preservation"], growth["plan"]
+        details.append(format_report(growth))
         rows.append(
             f"{method:<30}{'yes' if plan['function_preserving'] else 'no':>11}"
-            f"{report['max_abs_logit_diff']:>13.2e}{report['kl']:>11.2e}{big.num_parameters():>10,}"
+            f"{report['max_abs_logit_diff']:>13.2e}{report['kl']:>11.2e}{growth['num_parameters']['grown']:>10,}"
         )
     return "\n\n".join(details + ["\n".join(rows)])
 

@@ -127,6 +127,7 @@ def expand_checkpoint(
     """
     src = Path(src_dir)
     source_config = read_config(src)
+    weight_files(src)  # a missing or truncated source fails before anything is written
     plan = GrowthPlan.from_configs(source_config, target_config, method, seed, noise_std, inserted_layers)
     shapes = _target_shapes(plan)
     with atomic_output_dir(dst_dir, overwrite) as tmp, ExitStack() as stack:

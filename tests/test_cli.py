@@ -103,11 +103,11 @@ def test_non_empty_dst_needs_overwrite(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_interrupted_expansion_leaves_no_dst(tiny_checkpoint, tmp_path, monkeypatch):
-    def crash(self, path, *args, **kwargs):
-        (Path(path) / "model.safetensors").write_bytes(b"half")
+    def crash(src, dst, plan, dtype):
+        (Path(dst) / "config.json").write_text("{")  # a half-written side file
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("hf_progressive.modeling_llama.ProgressiveLlamaForCausalLM.save_pretrained", crash)
+    monkeypatch.setattr("hf_progressive.streaming._write_side_files", crash)
     with pytest.raises(KeyboardInterrupt):
         main(["expand", str(tiny_checkpoint), str(tmp_path / "big"), *GROW])
     assert list(tmp_path.iterdir()) == []
@@ -134,7 +134,11 @@ def test_console_entry_point_exit_code(tiny_checkpoint, tmp_path):
 
 
 def test_usage_without_command(capsys):
-    assert main([]) == 2 and "usage: hf-progressive {build-family,plan,expand,demo}" in capsys.readouterr().err
+    assert (
+        main([]) == 2
+        and "usage: hf-progressive {build-family,plan,consistency,evaluate,report,compare,expand,demo}"
+        in capsys.readouterr().err
+    )
 
 
 def test_demo_runs_every_operator(tmp_path):

@@ -93,7 +93,7 @@ def test_interrupted_streaming_leaves_no_dst(tmp_path, monkeypatch):
     monkeypatch.setattr("hf_progressive.streaming.expand_tensor", flaky)
     with pytest.raises(KeyboardInterrupt):
         expand_checkpoint(src, tmp_path / "out" / "dst", config, max_shard_size="40KB", progress=False)
-    assert not (tmp_path / "out" / "dst").exists() and list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # neither DST nor the folder created for it
 
 
 def test_parse_size():
