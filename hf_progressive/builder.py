@@ -21,6 +21,7 @@ from .errors import CheckpointError
 from .expansion import carry_tensor
 from .family import FamilyPlan, MemberPlan, plan_family
 from .modeling_llama import ProgressiveLlamaForCausalLM
+from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from .plan import GrowthPlan
 from .recipe import Recipe
 from .trainer import ProgressiveTrainer, ProgressiveTrainingArguments, optimizer_state_by_name
@@ -83,7 +84,10 @@ class _StageRun:
 
     def run(self, parent, tokenizer, blocks, validation):
         set_seed(self.recipe.seed + self.member.index)
-        model = self._grow(parent, tokenizer)
+        spec = self.recipe.members[self.member.index]
+        grown = self._grow(parent, tokenizer)
+        carried = self._carried_state(parent, grown) if spec.train_inherited != "lora" else None
+        model = prepare_stage_model(grown, spec) if self.member.parent else grown
         window = BlockWindow(blocks, self.member.window)
         clock = _Clock(self.dir)
         trainer = ProgressiveTrainer(
@@ -93,14 +97,20 @@ class _StageRun:
             eval_dataset=validation,
             processing_class=tokenizer,
             callbacks=[clock, *self.callbacks],
-            carried_optimizer_state=self._carried_state(parent, model),
+            carried_optimizer_state=carried,
         )
         resume = get_last_checkpoint(str(self.dir)) if self.dir.is_dir() else None
+        if resume and model is not grown:  # LoRA checkpoints hold only adapters, not the fully trained new layers
+            logger.warning(f"{self.member.name}: a LoRA stage cannot resume mid-stage; restarting it")
+            resume = None
         clock.start(resume)
         trainer.train(resume_from_checkpoint=resume)
         eval_loss = trainer.evaluate()["eval_loss"]
-        model = trainer.model
+        usage = self._usage(trainer)
+        model = finish_stage_model(trainer.model)
         record = self._record(trainer, window, eval_loss, clock.elapsed(), self._boundary_loss(model, blocks))
+        record.update(usage)
+        record["flops_stage"] = usage["flops_per_token"] * record["tokens"]
         if process_state().is_main_process:
             self._save(model, tokenizer, trainer)
         return model, record
@@ -122,10 +132,16 @@ class _StageRun:
         """The parent's final AdamW moments mapped onto `model` (optimizer.at_growth: carry)."""
         if self.recipe.optimizer.at_growth != "carry" or parent is None:
             return None
-        source = torch.load(self.out / "stages" / self.member.parent / OPTIMIZER_FINAL, weights_only=True)
+        path = self.out / "stages" / self.member.parent / OPTIMIZER_FINAL
+        if not path.is_file():  # e.g. the parent's stage trained LoRA adapters, whose moments do not map
+            logger.warning(f"{self.member.name}: no optimizer state saved for {self.member.parent}; resetting AdamW")
+            return None
+        source = torch.load(path, weights_only=True)
         growth = GrowthPlan.from_configs(parent.config, model.config, self.member.method, self.recipe.seed)
         carried = {}
         for name, _param in model.named_parameters():
+            if _source_name(name, growth) not in source:  # frozen in the parent's stage: no moments to carry
+                continue
             tensors = {
                 k: carry_tensor(name, lambda key, k=k: source[key][k], growth) for k in ("exp_avg", "exp_avg_sq")
             }
@@ -184,6 +200,20 @@ class _StageRun:
         with torch.no_grad():
             return model(ids, labels=ids).loss.item()
 
+    def _usage(self, trainer) -> dict:
+        """Trainable parameters, optimizer-state bytes and the stage's FLOPs per token. With frozen or LoRA-wrapped
+        inherited weights, FLOPs/token = 6 N - 2 N_frozen + 6 N_lora (+ attention): a frozen weight still costs its
+        forward and its activation-gradient matmuls, only the weight-gradient matmul is saved."""
+        trainable, total = trainable_parameters(trainer.model)
+        lora = sum(p.numel() for name, p in trainer.model.named_parameters() if "lora_" in name)
+        frozen = total - trainable
+        return {
+            "train_inherited": self.recipe.members[self.member.index].train_inherited,
+            "trainable_params": trainable,
+            "optimizer_state_bytes": optimizer_state_bytes(trainer.optimizer),
+            "flops_per_token": self.member.flops_per_token - 2 * frozen + 6 * lora,
+        }
+
     def _record(self, trainer, window, eval_loss, wall_time, boundary_loss) -> dict:
         member, history = self.member, trainer.state.log_history
         losses = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
@@ -222,7 +252,8 @@ class _StageRun:
             model.save_pretrained(tmp)  # weights, config, generation config, growth.json
             tokenizer.save_pretrained(tmp)
             write_json(tmp / TRAINING_LOG, {"stage": self.member.name, "log_history": trainer.state.log_history})
-        if self.recipe.optimizer.at_growth == "carry":
+        lora = self.recipe.members[self.member.index].train_inherited == "lora" and self.member.parent
+        if self.recipe.optimizer.at_growth == "carry" and not lora:  # LoRA moments do not map onto weights
             torch.save(optimizer_state_by_name(trainer.optimizer, model), self.dir / OPTIMIZER_FINAL)
 
 

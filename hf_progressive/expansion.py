@@ -13,6 +13,7 @@ Width rules, per tensor axis role (see keys.py):
 - "gain" (RMSNorm over hidden): gamma' = gamma * sqrt(r) / count with r = plan.norm_ratio (eps scaled by r).
 Depth: inserted identity blocks (LLaMA Pro) zero the tensors that write into the residual stream."""
 
+import functools
 import math
 import zlib
 from collections.abc import Callable
@@ -113,7 +114,7 @@ def new_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
 
 
 def _widen(tensor, spec: TensorSpec, plan: GrowthPlan, generator, donor=None) -> torch.Tensor:
-    std = _std(tensor, plan)
+    std = functools.cache(functools.partial(_std, tensor, plan))  # computed only if a random draw needs it
     out = tensor
     for dim, (axis, role) in enumerate(spec.axes):  # fan-in first, so copied rows carry identical in-weights
         if role == "in":
@@ -133,8 +134,8 @@ def _std(tensor: torch.Tensor, plan: GrowthPlan) -> float:
     return std if std > 0 else plan.src.initializer_range
 
 
-def _randn(shape, generator, like: torch.Tensor, std: float) -> torch.Tensor:
-    return (torch.randn(shape, generator=generator, dtype=torch.float32) * std).to(like.dtype).to(like.device)
+def _randn(shape, generator, like: torch.Tensor, std) -> torch.Tensor:
+    return (torch.randn(shape, generator=generator, dtype=torch.float32) * std()).to(like.dtype).to(like.device)
 
 
 def _row_map(plan: GrowthPlan, axis: str, device: torch.device) -> torch.Tensor:
@@ -146,23 +147,35 @@ def _row_counts(plan: GrowthPlan, axis: str, device: torch.device) -> torch.Tens
     return counts.repeat_interleave(rows_per_unit(axis, plan.src.head_dim)).to(device)
 
 
-def _widen_in(tensor, dim: int, axis: str, plan: GrowthPlan, generator, std: float) -> torch.Tensor:
+def _gather(tensor: torch.Tensor, dim: int, rows: torch.Tensor) -> torch.Tensor:
+    """`tensor.index_select(dim, rows)` (FRESH rows read row 0 and are overwritten later), with a fast path for the
+    common map that keeps every old row in place and appends new ones: a block copy instead of a gather."""
+    n_old = tensor.shape[dim]
+    if len(rows) > n_old and torch.equal(rows[:n_old], torch.arange(n_old, device=rows.device)):
+        tail = tensor.index_select(dim, rows[n_old:].clamp(min=0))
+        return torch.cat([tensor, tail], dim=dim)
+    return tensor.index_select(dim, rows.clamp(min=0))
+
+
+def _widen_in(tensor, dim: int, axis: str, plan: GrowthPlan, generator, std) -> torch.Tensor:
     """(.., in_old, ..) -> (.., in_new, ..) along the fan-in axis `dim`."""
     if plan.maps[axis].unchanged:
         return tensor
     rows, counts = _row_map(plan, axis, tensor.device), _row_counts(plan, axis, tensor.device)
     kept, fresh = rows != FRESH, rows == FRESH
-    x = tensor.movedim(dim, 0)  # (in_old, rest)
-    out = x.index_select(0, rows.clamp(min=0))  # (in_new, rest)
-    if axis != "hidden":  # hidden-axis fan-in is divided in the RMSNorm gains (see _widen_gain)
-        scale = torch.where(kept, 1.0 / counts[rows.clamp(min=0)], 1.0)
-        out = (out.double() * scale.view(-1, *[1] * (out.dim() - 1))).to(out.dtype)
+    out = _gather(tensor, dim, rows)  # (.., in_new, ..), gathered in place of the axis
+    along = (slice(None),) * dim
+    if axis != "hidden" and bool((counts > 1).any()):  # hidden-axis fan-in is divided in the RMSNorm gains
+        compute = torch.promote_types(out.dtype, torch.float32)
+        scale = torch.where(kept, 1.0 / counts[rows.clamp(min=0)], 1.0).to(compute)
+        out = (out.to(compute) * scale.view([-1 if d == dim else 1 for d in range(out.dim())])).to(tensor.dtype)
     if fresh.any():  # Gesmundo & Maile: new readers of the residual stream random, new writers into it zero
-        n_fresh = int(fresh.sum())
-        out[fresh] = _randn((n_fresh, *out.shape[1:]), generator, out, std) if axis == "hidden" else 0
+        shape = [int(fresh.sum()) if d == dim else n for d, n in enumerate(out.shape)]
+        out[along + (fresh,)] = _randn(shape, generator, out, std) if axis == "hidden" else 0
     if plan.noise_std and bool((counts > 1).any()):
-        out = out + _paired_noise(rows, counts, out, generator, plan.noise_std * std)
-    return out.movedim(0, dim)
+        noise = _paired_noise(rows, counts, out.movedim(dim, 0), generator, plan.noise_std * std())
+        out = out + noise.movedim(0, dim)
+    return out
 
 
 def _paired_noise(rows, counts, like, generator, std: float) -> torch.Tensor:
@@ -183,17 +196,19 @@ def _widen_out(tensor, dim, axis, spec: TensorSpec, plan: GrowthPlan, generator,
     if plan.maps[axis].unchanged:
         return tensor
     rows = _row_map(plan, axis, tensor.device)
-    out = tensor.movedim(dim, 0).index_select(0, rows.clamp(min=0))
+    out = _gather(tensor, dim, rows)
+    along = (slice(None),) * dim
     if donor is not None and axis in PER_LAYER_AXES:  # AKI (bert2BERT): new units come from the next layer
         first = torch.tensor(plan.maps[axis].first, device=rows.device)
         first = first.repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
         later = (~first) & (rows != FRESH)
-        out[later] = donor.movedim(dim, 0).index_select(0, rows[later])
+        out[along + (later,)] = donor.index_select(dim, rows[later])
     fresh = rows == FRESH
     if fresh.any():
         zero = axis == "hidden" or spec.is_bias  # residual writes and biases start at zero
-        out[fresh] = 0 if zero else _randn((int(fresh.sum()), *out.shape[1:]), generator, out, std)
-    return out.movedim(0, dim)
+        shape = [int(fresh.sum()) if d == dim else n for d, n in enumerate(out.shape)]
+        out[along + (fresh,)] = 0 if zero else _randn(shape, generator, out, std)
+    return out
 
 
 def _widen_gain(gain: torch.Tensor, plan: GrowthPlan) -> torch.Tensor:

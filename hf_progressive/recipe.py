@@ -35,6 +35,11 @@ class MemberSpec:
     method: str = "function_preserving+identity"
     tokens_per_param: float | None = None  # overrides the recipe-wide multiple
     max_lr: float | None = None  # overrides the recipe-wide schedule
+    train_inherited: str = "full"  # full | frozen | lora: how layers inherited from the parent train (peft_stage.py)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | None = None  # default: every linear layer of the inherited blocks
 
 
 @dataclass
@@ -140,6 +145,19 @@ def _validate(recipe: Recipe) -> None:
             parse_method(member.method)
         except ExpansionError as error:
             raise RecipeError(f"members[{k}].method: {error}") from None
+        _check(
+            member.train_inherited in ("full", "frozen", "lora"),
+            f"members[{k}].train_inherited",
+            member.train_inherited,
+            "choose full, frozen or lora",
+        )
+        _check(
+            k > 0 or member.train_inherited == "full",
+            "members[0].train_inherited",
+            member.train_inherited,
+            "the first member has no parent to inherit from: use full",
+        )
+        _check(member.lora_r > 0, f"members[{k}].lora_r", member.lora_r, "use a positive rank")
     _validate_tokenizer(recipe)
     _validate_schedule(recipe)
     member_configs(recipe)  # sizes must resolve and grow member to member

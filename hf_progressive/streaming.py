@@ -10,7 +10,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -43,22 +42,34 @@ def parse_size(size: str | int) -> int:
     return int(text)
 
 
+TORCH_DTYPES = {name: dtype for dtype, name in SAFETENSORS_DTYPES.items()}
+
+
 class LazyCheckpoint:
-    """`load(key)` for a (sharded) safetensors checkpoint: one open handle per shard, one tensor read per call."""
+    """`load(key)` for a (sharded) safetensors checkpoint: reads one tensor per call with plain file reads into a
+    fresh buffer (no memory map: mapped pages of the whole source would otherwise count as resident memory)."""
 
     def __init__(self, src: Path, config, stack: ExitStack):
-        self.handles, self.where = {}, {}
+        self.entries = {}
         for file in weight_files(src):
-            handle = stack.enter_context(safe_open(str(file), framework="pt"))
-            self.handles[file.name] = handle
-            self.where.update(dict.fromkeys(handle.keys(), file.name))
+            handle = stack.enter_context(open(file, "rb"))
+            header_len = struct.unpack("<Q", handle.read(8))[0]
+            header = json.loads(handle.read(header_len))
+            header.pop("__metadata__", None)
+            for key, entry in header.items():
+                self.entries[key] = (handle, 8 + header_len, entry)
         self.tied = bool(config.tie_word_embeddings)
-        self.dtype = self(next(iter(self.where))).dtype
+        self.dtype = TORCH_DTYPES[next(iter(self.entries.values()))[2]["dtype"]]
 
     def __call__(self, key: str) -> torch.Tensor:
-        if key not in self.where and self.tied and key in TIED_KEYS:
+        if key not in self.entries and self.tied and key in TIED_KEYS:
             key = TIED_KEYS[key]
-        return self.handles[self.where[key]].get_tensor(key)
+        handle, base, entry = self.entries[key]
+        begin, end = entry["data_offsets"]
+        buffer = torch.empty(end - begin, dtype=torch.uint8)
+        handle.seek(base + begin)
+        handle.readinto(memoryview(buffer.numpy()))
+        return buffer.view(TORCH_DTYPES[entry["dtype"]]).view(entry["shape"])
 
 
 def _target_shapes(plan: GrowthPlan) -> dict[str, tuple[int, ...]]:
@@ -101,7 +112,7 @@ def _write_shard(path: Path, keys: list[str], shapes: dict, dtype: torch.dtype, 
             tensor = produce(key)
             if tuple(tensor.shape) != shapes[key] or tensor.dtype != dtype:
                 raise RuntimeError(f"{key}: produced {tuple(tensor.shape)} {tensor.dtype}, expected {shapes[key]}")
-            handle.write(tensor.contiguous().view(torch.uint8).numpy().tobytes())
+            handle.write(memoryview(tensor.contiguous().view(torch.uint8).numpy()))
             progress.update(tensor.numel() * dtype.itemsize)
             del tensor
     return offset

@@ -116,7 +116,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Modul
     inner = getattr(optimizer, "optimizer", optimizer)
     loaded = 0
     for name, param in model.named_parameters():
-        if name in state:
+        if name in state and param.requires_grad:  # frozen parameters get no optimizer state
             inner.state[param] = {k: (v.to(param.device) if torch.is_tensor(v) else v) for k, v in state[name].items()}
             loaded += 1
     return loaded
