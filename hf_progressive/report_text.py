@@ -15,14 +15,17 @@ def _members_table(label: str, ledger: dict) -> list[str]:
     lines = [
         f"**{label}**",
         "",
-        "| member | parent | params | tokens | stage FLOPs | cumulative FLOPs | wall s | train loss | val loss |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| member | parent | inherited layers | params | trainable | optimizer state MB | tokens | stage FLOPs | "
+        "cumulative FLOPs | wall s | train loss | val loss |",
+        "| --- | --- | --- |" + " ---: |" * 9,
     ]
     for name, r in ledger["members"].items():
         lines.append(
-            f"| {name} | {r['parent'] or '-'} | {r['params']['total']:,} | {r['tokens']:,} | "
-            f"{r['flops_stage']:.3g} | {r['flops_cumulative']:.3g} | {r['wall_time_s']:.1f} | "
-            f"{r['final_train_loss']:.4f} | {r['val_loss']:.4f} |"
+            f"| {name} | {r['parent'] or '-'} | {r.get('train_inherited', 'full') if r['parent'] else '-'} | "
+            f"{r['params']['total']:,} | {r.get('trainable_params', r['params']['total']):,} | "
+            f"{r.get('optimizer_state_bytes', 0) / 1e6:.2f} | {r['tokens']:,} | {r['flops_stage']:.3g} | "
+            f"{r['flops_cumulative']:.3g} | {r['wall_time_s']:.1f} | {r['final_train_loss']:.4f} | "
+            f"{r['val_loss']:.4f} |"
         )
     return [*lines, ""]
 

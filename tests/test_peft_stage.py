@@ -76,6 +76,11 @@ def test_lora_stage_saves_a_vanilla_member_and_spends_less_optimizer_memory(tmp_
     full, _ = _family(tmp_path, "full")
     lora, weights = _family(tmp_path, "lora")
     assert not any("lora" in key for key in weights)
+    parent = tmp_path / "lora" / "members" / "m0-L1-H32"
+    config = ProgressiveLlamaConfig.from_smaller(LlamaForCausalLM.from_pretrained(parent).config, **BIG)
+    grown = ProgressiveLlamaForCausalLM.from_smaller(str(parent), config).state_dict()
+    assert all(not torch.equal(weights[k], grown[k]) for k in weights if k.startswith("model.layers.1."))  # new
+    assert not torch.equal(weights["model.layers.0.mlp.up_proj.weight"], grown["model.layers.0.mlp.up_proj.weight"])
     member = LlamaForCausalLM.from_pretrained(tmp_path / "lora" / "members" / "m1-L2-H48")
     assert member.config.architectures == ["LlamaForCausalLM"]
     f, r = full["members"]["m1-L2-H48"], lora["members"]["m1-L2-H48"]
