@@ -5,6 +5,7 @@ The token comes from huggingface_hub's usual login / HF_TOKEN; nothing here prin
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -29,6 +30,14 @@ MEMBER_FILES = (
     "eval_results.json",
 )
 MARK = "hf_progressive content "
+
+
+def is_family(out: Path) -> bool:
+    """True for a directory written by build-family; otherwise says so on stderr (the scripts then exit 2)."""
+    if (out / "family.json").is_file():
+        return True
+    print(f"{out}: no family.json; pass a directory written by hf-progressive build-family", file=sys.stderr)
+    return False
 
 
 def smoke_test(member_dir: Path) -> None:

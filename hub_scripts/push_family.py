@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from _common import push_folder, smoke_test, stage_family, stage_member
+from _common import is_family, push_folder, smoke_test, stage_family, stage_member
 from huggingface_hub import HfApi
 
 from hf_progressive.cards import repo_ids
@@ -33,8 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not (args.out / "family.json").is_file():
-        print(f"{args.out}: no family.json; pass a directory written by hf-progressive build-family", file=sys.stderr)
+    if not is_family(args.out):
         return 2
     ids = repo_ids(args.out, args.namespace, args.prefix)
     staging = args.out / "hub_upload"

@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from _common import push_folder, stage_member
+from _common import is_family, push_folder, stage_member
 from huggingface_hub import HfApi
 
 from hf_progressive.cards import repo_ids
@@ -28,8 +28,7 @@ def main(argv=None) -> int:
     parser.add_argument("--revision", default=None)
     parser.add_argument("--endpoint", default=None)
     args = parser.parse_args(argv)
-    if not (args.out / "family.json").is_file():
-        print(f"{args.out}: no family.json; pass a directory written by hf-progressive build-family", file=sys.stderr)
+    if not is_family(args.out):
         return 2
     ids = repo_ids(args.out, args.namespace, args.prefix)
     staging = args.out / "hub_metrics"
