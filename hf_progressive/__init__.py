@@ -2,18 +2,34 @@
 
 __version__ = "0.1.0"
 
-from .builder import build_family
+import importlib
+
 from .configuration_llama import ProgressiveLlamaConfig
-from .consistency import consistency
 from .errors import CheckpointError, ExpansionError
 from .expansion import expand_state_dict, expand_tensor
-from .family import plan_family
 from .modeling_llama import ProgressiveLlamaForCausalLM
 from .plan import DEPTH_METHODS, WIDTH_METHODS, GrowthPlan
-from .recipe import Recipe, RecipeError, load_recipe
-from .streaming import expand_checkpoint
-from .trainer import ProgressiveTrainer, ProgressiveTrainingArguments
 from .verification import verify_expansion
+
+
+# name -> module, imported on first use: the trainer side pulls in accelerate and the Trainer, which a user who only
+# grows a model should not pay for at import time
+_LAZY = {
+    "ProgressiveTrainer": "trainer",
+    "ProgressiveTrainingArguments": "trainer",
+    "build_family": "builder",
+    "expand_checkpoint": "streaming",
+    "load_recipe": "recipe",
+    "plan_family": "family",
+    "Recipe": "recipe",
+    "RecipeError": "recipe",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'hf_progressive' has no attribute {name!r}")
 
 
 __all__ = [
@@ -30,7 +46,6 @@ __all__ = [
     "RecipeError",
     "__version__",
     "build_family",
-    "consistency",
     "expand_checkpoint",
     "expand_state_dict",
     "expand_tensor",
