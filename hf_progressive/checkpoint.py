@@ -46,9 +46,15 @@ def read_config(path: str | os.PathLike):
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: no config.json; expected a local Hugging Face checkpoint directory.")
     try:
-        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        raw = json.loads((path / "config.json").read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({error}).") from None
+    model_type = raw.get("model_type")
+    if "auto_map" in raw:  # never run a checkpoint's own code (trust_remote_code is never set)
+        raise CheckpointError(
+            f"{path}: config.json asks for remote code (auto_map); hf_progressive only reads "
+            "vanilla Llama checkpoints. Remove auto_map if the weights are plain Llama."
+        )
     if model_type != "llama":
         raise CheckpointError(
             f"{path}: model_type is {model_type!r}; hf_progressive grows Llama checkpoints only (model_type 'llama')."

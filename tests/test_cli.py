@@ -41,6 +41,13 @@ def _gpt2_dir(tmp_path, _src=None):
     return path
 
 
+def _remote_code(tmp_path, src):
+    path = _copy_checkpoint(src, tmp_path / "remote")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "x.Model"}}))
+    return path
+
+
 def _missing_weights(tmp_path, src):
     path = _copy_checkpoint(src, tmp_path / "missing")
     (path / "model.safetensors").unlink()
@@ -71,6 +78,7 @@ BAD_INPUTS = [
     ),
     ("non-llama", _gpt2_dir, GROW, "model_type is 'gpt2'"),
     ("missing weights", _missing_weights, GROW, "model.safetensors: missing"),
+    ("remote code", _remote_code, GROW, "asks for remote code (auto_map)"),
     ("truncated weights", _truncated_weights, GROW, "truncated"),
     ("unknown method", None, [*GROW, "--method", "magic"], "unknown operator 'magic'"),
     ("hypercloning 1.5x", None, ["--hidden-size", "48", "--method", "hypercloning"], "1.5x ratio"),
