@@ -109,8 +109,7 @@ class _StageRun:
         usage = self._usage(trainer)
         model = finish_stage_model(trainer.model)
         record = self._record(trainer, window, eval_loss, clock.elapsed(), self._boundary_loss(model, blocks))
-        record.update(usage)
-        record["flops_stage"] = usage["flops_per_token"] * record["tokens"]
+        record.update(usage, flops_stage=usage["flops_per_token"] * record["tokens"])
         if process_state().is_main_process:
             self._save(model, tokenizer, trainer)
         return model, record
@@ -237,7 +236,6 @@ class _StageRun:
             "tokens": steps * self.recipe.batch_size * self.recipe.seq_len,
             "data_passes": window.epochs,
             "max_lr": member.max_lr,
-            "flops_stage": member.flops_per_token * steps * self.recipe.batch_size * self.recipe.seq_len,
             "flops_independent": member.independent_flops,
             "wall_time_s": round(wall_time, 2),
             "world_size": process_state().num_processes,

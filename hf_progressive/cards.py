@@ -7,6 +7,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .checkpoint import read_json
+
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 EVAL_TASK_NAMES = {
@@ -25,10 +27,6 @@ def _template(name: str) -> str:
     return str(path)
 
 
-def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def repo_ids(out: Path, namespace: str, prefix: str | None = None) -> dict[str, str]:
     """`{member name: "namespace/prefix-member"}` in build order (prefix defaults to the recipe name)."""
     ledger = json.loads((out / "family.json").read_text())
@@ -37,7 +35,7 @@ def repo_ids(out: Path, namespace: str, prefix: str | None = None) -> dict[str, 
 
 
 def _eval_results(member_dir: Path) -> tuple[list[EvalResult], list[dict]]:
-    data = _read(member_dir / "eval_results.json")
+    data = read_json(member_dir / "eval_results.json")
     results, rows = [], []
     for task, metrics in (data or {}).get("results", {}).items():
         for metric, value in metrics.items():
@@ -57,7 +55,7 @@ def _eval_results(member_dir: Path) -> tuple[list[EvalResult], list[dict]]:
 
 
 def _neighbours(out: Path, name: str, ids: dict[str, str]) -> list[dict]:
-    result = _read(out / "consistency.json")
+    result = read_json(out / "consistency.json")
     rows = []
     for pair in (result or {}).get("pairs", []):
         if name in (pair["a"], pair["b"]):
@@ -79,7 +77,7 @@ def member_card(out: str | Path, name: str, ids: dict[str, str], license: str = 
     out = Path(out)
     ledger = json.loads((out / "family.json").read_text())
     record, member_dir = ledger["members"][name], out / "members" / name
-    growth = _read(member_dir / "growth.json") or {}
+    growth = read_json(member_dir / "growth.json") or {}
     parent = ids.get(record["parent"]) if record["parent"] else None
     eval_results, eval_rows = _eval_results(member_dir)
     data = ModelCardData(
@@ -134,7 +132,7 @@ def family_card(out: str | Path, ids: dict[str, str], plots: list[str] = ()) -> 
         }
         for name, r in ledger["members"].items()
     ]
-    result = _read(out / "consistency.json")
+    result = read_json(out / "consistency.json")
     kl_rows = []
     if result:
         for name, row in zip(result["members"], kl_matrix(result, "kl_a_b"), strict=True):

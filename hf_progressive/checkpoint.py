@@ -164,6 +164,12 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
                 parent.rmdir()
 
 
+def read_json(path: str | os.PathLike) -> dict | None:
+    """The JSON object in `path`, or None when the file does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write JSON atomically (temp file + rename)."""
     path = Path(path)
@@ -189,6 +195,7 @@ __all__ = [
     "model_from_state_dict",
     "prepare_output_dir",
     "read_config",
+    "read_json",
     "resolve_source",
     "weight_files",
     "write_json",

@@ -29,6 +29,11 @@ StateDict = dict[str, torch.Tensor]
 Loader = Callable[[str], torch.Tensor]
 
 
+def _owner(key: str, plan: GrowthPlan) -> str:
+    """The key that holds tensor `key`'s values: a tied `lm_head.weight` is the embedding."""
+    return TIED_KEYS[key] if plan.dst.tie_word_embeddings and key in TIED_KEYS else key
+
+
 def tensor_generator(seed: int, key: str) -> torch.Generator:
     """The generator for all random draws of one grown tensor: independent of the order tensors are produced in."""
     return torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(key.encode())) % 2**63)
@@ -47,8 +52,7 @@ def source_keys(key: str, plan: GrowthPlan) -> tuple[str, str | None]:
 @torch.no_grad()
 def expand_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
     """The grown tensor `key` (a key of `LlamaForCausalLM(plan.dst)`), computed from the tensors `load` returns."""
-    if plan.dst.tie_word_embeddings and key in TIED_KEYS:
-        key = TIED_KEYS[key]
+    key = _owner(key, plan)
     spec, (source, donor) = tensor_spec(key), source_keys(key, plan)
     generator = tensor_generator(plan.seed, key)
     loaded = load(source)
@@ -82,8 +86,7 @@ def expand_state_dict(state_dict: StateDict, plan: GrowthPlan, progress: bool = 
 def carry_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
     """Optimizer state (AdamW moments) for grown parameter `key`: inherited entries keep their source's value,
     gathered through the same index maps and layer map as the weights (no rescaling); new entries start at zero."""
-    if plan.dst.tie_word_embeddings and key in TIED_KEYS:
-        key = TIED_KEYS[key]
+    key = _owner(key, plan)
     spec, (source, _) = tensor_spec(key), source_keys(key, plan)
     out = load(source)
     for dim, (axis, _role) in enumerate(spec.axes):
@@ -97,8 +100,7 @@ def new_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
     """Boolean mask over grown tensor `key`: True where the entry is new (fresh, a later copy, AKI-sourced, or in a
     layer that is not the first copy of its old layer), False where it is the old entry carried over (possibly
     rescaled, as RMSNorm gains are)."""
-    if plan.dst.tie_word_embeddings and key in TIED_KEYS:
-        key = TIED_KEYS[key]
+    key = _owner(key, plan)
     spec, (layer, _) = tensor_spec(key), split_layer_key(key)
     per_axis = []
     for axis, _role in spec.axes:

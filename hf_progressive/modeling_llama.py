@@ -78,7 +78,7 @@ class ProgressiveLlamaForCausalLM(LlamaForCausalLM):
         big = model_from_state_dict(cls, _target_config(plan, small), state_dict)
         big.generation_config = small.generation_config
         report = verify_expansion(small, big) if verify else None
-        big.growth = growth_record(small, big, plan, report)
+        big.growth = growth_record(small, plan, report)
         if strict and report is not None and plan.function_preserving:
             check_preservation(report, big.dtype)
         return big
@@ -110,14 +110,9 @@ def _as_llama(small) -> PreTrainedModel:
     return small
 
 
-def growth_record(small, big, plan: GrowthPlan, report: dict | None) -> dict:
+def growth_record(small, plan: GrowthPlan, report: dict | None) -> dict:
     """What growth.json holds: parent, operators, seed, the plan's index maps, per-tensor sources, preservation."""
     record = streaming_growth_record(str(getattr(small, "name_or_path", "") or ""), plan)
-    record["num_parameters"] = {
-        "parent": small.num_parameters(),
-        "grown": big.num_parameters(),
-        "new": record["num_parameters"]["new"],
-    }
     return {**record, "preservation": report}
 
 

@@ -224,7 +224,7 @@ class GrowthPlan:
         """Whether this plan keeps the model's function exactly (up to float rounding)."""
         depth_ok = self.depth_method == "identity" or self.src.num_hidden_layers == self.dst.num_hidden_layers
         aki_new_units = self.width_method == "aki" and any(not all(self.maps[a].first) for a in PER_LAYER_AXES)
-        counts = [c for c in self.maps["hidden"].counts]
+        counts = self.maps["hidden"].counts
         return depth_ok and not aki_new_units and len(set(counts)) == 1
 
     def _with_norm_eps(self) -> "GrowthPlan":

@@ -9,16 +9,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_model, write_json
+from .checkpoint import load_model, read_json, write_json
 from .consistency import consistency
 from .modeling_llama import ProgressiveLlamaForCausalLM
 
 
 CONSISTENCY_FILE, EVAL_FILE, REPORT_FILE = "consistency.json", "eval_results.json", "report.md"
-
-
-def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def family_consistency(
@@ -51,7 +47,7 @@ def curves(out: Path) -> dict[str, dict[str, list[tuple[float, float]]]]:
 def equal_loss_savings(out: Path, baseline: Path) -> list[dict]:
     """For each member: the baseline member's final validation loss, the FLOPs the baseline spent on it, and the
     cumulative FLOPs at which this run's member first reached that loss (None: not reached)."""
-    ours, theirs = _read(out / "family.json"), _read(baseline / "family.json")
+    ours, theirs = read_json(out / "family.json"), read_json(baseline / "family.json")
     ours_curves = curves(out)
     rows = []
     for name, record in ours["members"].items():
@@ -91,10 +87,10 @@ def write_report(
 
     plots = {
         "loss_vs_flops.png": plot_loss_vs_flops({label: curves(path) for label, path in runs.items()}),
-        "val_loss.png": plot_val_loss({label: _read(path / "family.json") for label, path in runs.items()}),
-        "kl_heatmap.png": plot_kl({label: _read(path / CONSISTENCY_FILE) for label, path in runs.items()}),
+        "val_loss.png": plot_val_loss({label: read_json(path / "family.json") for label, path in runs.items()}),
+        "kl_heatmap.png": plot_kl({label: read_json(path / CONSISTENCY_FILE) for label, path in runs.items()}),
     }
-    evals = {label: _read(path / EVAL_FILE) for label, path in runs.items() if (path / EVAL_FILE).is_file()}
+    evals = {label: read_json(path / EVAL_FILE) for label, path in runs.items() if (path / EVAL_FILE).is_file()}
     if evals:
         plots["eval.png"] = plot_eval({label: e["members"] for label, e in evals.items()})
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +104,7 @@ def write_report(
 
 
 def _label(path: Path) -> str:
-    ledger = _read(path / "family.json")
+    ledger = read_json(path / "family.json")
     return ledger["mode"] if path.name == ledger["mode"] else f"{ledger['mode']} ({path.name})"
 
 
