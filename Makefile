@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow style quality clean
+.PHONY: install demo test test-slow bench-quick bench style quality clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
+
+# the paper's comparison on ../shared/data/gutenberg (bench/reproduce.py): quick ~12 min, full ~50 min on 2 CPU cores
+bench-quick: $(STAMP)
+	$(BIN)/python bench/reproduce.py --quick
+
+bench: $(STAMP)
+	$(BIN)/python bench/reproduce.py
+	$(BIN)/python bench/throughput.py
 
 style: $(STAMP)
 	$(BIN)/python -m pip install -q ruff

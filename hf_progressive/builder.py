@@ -177,6 +177,7 @@ class _StageRun:
             eval_steps=recipe.eval_steps,
             report_to=self.report_to,
             use_cpu=not torch.cuda.is_available(),
+            bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # mixed precision on GPUs only
             **schedule,
             stage_index=member.index,
             tokens_per_step=recipe.batch_size * recipe.seq_len,

@@ -1,0 +1,64 @@
+"""bench/reproduce.py: its family is a valid recipe with ~2x members whose planned budget meets the paper's FLOPs
+target, and the target check reads a summary the way BENCHMARKS.md reports it (met and missed cases)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_progressive.family import plan_family
+from hf_progressive.recipe import load_recipe
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = importlib.util.spec_from_file_location("reproduce", ROOT / "bench" / "reproduce.py")
+reproduce = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(reproduce)
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_reproduction_recipe_is_a_family_of_doubling_members(tmp_path, quick):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(reproduce.recipe_dict(tmp_path, quick)))
+    recipe = load_recipe(str(path))
+    independent, progressive = plan_family(recipe, "independent"), plan_family(recipe, "progressive")
+    totals = [m.params["total"] for m in independent.members]
+    assert len(totals) == 4
+    assert all(1.5 <= b / a <= 2.5 for a, b in zip(totals, totals[1:], strict=False))
+    assert progressive.total_flops / independent.total_flops <= reproduce.TARGETS["flops_ratio"]
+    lrs = [m.max_lr for m in progressive.members]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] > lrs[-1]
+
+
+def _summary(kl: float, loss_delta: float, ratio: float) -> dict:
+    def row(delta, kl_mean, flops_ratio):
+        return {
+            "val_loss": {"m0": 5.0, "m1": 4.5 + delta},
+            "flops": flops_ratio * 1e12,
+            "flops_ratio": flops_ratio,
+            "equal_loss": [],
+            "adjacent_kl": [{"pair": "m0-m1", "small_big": kl_mean, "big_small": kl_mean, "mean": kl_mean}],
+            "mean_adjacent_kl": kl_mean,
+            "wall_time_s": 1.0,
+        }
+
+    return {"independent": row(0.0, 0.3, 1.0), "progressive": row(loss_delta, kl, ratio)}
+
+
+@pytest.mark.parametrize(
+    "kl, loss_delta, ratio, expected",
+    [
+        (0.2, -0.05, 0.70, {"flops": True, "loss": True, "kl": True}),
+        (0.2, 0.009, 0.75, {"flops": True, "loss": True, "kl": True}),
+        (0.2, 0.011, 0.70, {"flops": True, "loss": False, "kl": True}),
+        (0.3, -0.05, 0.70, {"flops": True, "loss": True, "kl": False}),
+        (0.2, -0.05, 0.76, {"flops": False, "loss": True, "kl": True}),
+    ],
+)
+def test_targets_are_checked_against_the_independent_arm(kl, loss_delta, ratio, expected):
+    summary = _summary(kl, loss_delta, ratio)
+    checks = reproduce.check_targets(summary)
+    assert {name: ok for name, (ok, _) in checks["progressive"].items()} == expected
+    table = reproduce.markdown(summary, checks, {})
+    assert ("MISSED" in table) == (not all(expected.values()))
