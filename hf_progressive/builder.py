@@ -11,10 +11,9 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from transformers import TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
-from .checkpoint import atomic_output_dir, load_model, write_json
+from .checkpoint import atomic_output_dir, check_writable, complete_checkpoint, load_model, write_atomic, write_json
 from .configuration_llama import ProgressiveLlamaConfig
 from .data import BlockWindow, check_tokenizer, get_tokenizer, iter_texts, pack
 from .errors import CheckpointError
@@ -49,6 +48,7 @@ def build_family(
     """Build (or resume building) every member of `recipe` into `out`; returns the ledger (family.json)."""
     out, state = Path(out), process_state()
     plan = plan_family(recipe, mode, max_steps)
+    check_writable(out)
     ledger = _open_ledger(out, plan, max_steps)
     if state.is_main_process:  # temp dirs of member saves that a kill interrupted
         for stale in (out / "members").glob(".*.tmp-*"):
@@ -99,7 +99,7 @@ class _StageRun:
             callbacks=[clock, *self.callbacks],
             carried_optimizer_state=carried,
         )
-        resume = get_last_checkpoint(str(self.dir)) if self.dir.is_dir() else None
+        resume = self._resume_point()
         if resume and model is not grown:  # LoRA checkpoints hold only adapters, not the fully trained new layers
             logger.warning(f"{self.member.name}: a LoRA stage cannot resume mid-stage; restarting it")
             resume = None
@@ -113,6 +113,18 @@ class _StageRun:
         if process_state().is_main_process:
             self._save(model, tokenizer, trainer)
         return model, record
+
+    def _resume_point(self) -> str | None:
+        """The newest checkpoint of this stage that was written to the end; half-written ones (a kill mid-save) are
+        removed so that the Trainer never sees them."""
+        checkpoints = sorted(self.dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+        for checkpoint in checkpoints:
+            if complete_checkpoint(checkpoint):
+                return str(checkpoint)
+            if process_state().is_main_process:
+                logger.warning(f"{checkpoint}: half-written (interrupted save); removing it")
+                shutil.rmtree(checkpoint, ignore_errors=True)
+        return None
 
     def _grow(self, parent, tokenizer):
         special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
@@ -253,7 +265,8 @@ class _StageRun:
             write_json(tmp / TRAINING_LOG, {"stage": self.member.name, "log_history": trainer.state.log_history})
         lora = self.recipe.members[self.member.index].train_inherited == "lora" and self.member.parent
         if self.recipe.optimizer.at_growth == "carry" and not lora:  # LoRA moments do not map onto weights
-            torch.save(optimizer_state_by_name(trainer.optimizer, model), self.dir / OPTIMIZER_FINAL)
+            state = optimizer_state_by_name(trainer.optimizer, model)
+            write_atomic(self.dir / OPTIMIZER_FINAL, lambda handle: torch.save(state, handle))
 
 
 def _source_name(name: str, growth: GrowthPlan) -> str:
@@ -324,7 +337,7 @@ def _build_data(recipe: Recipe, plan: FamilyPlan, data_dir: Path) -> None:
     if len(blocks) < needed:
         logger.warning(
             f"the corpus holds {len(blocks)} blocks of {recipe.seq_len} tokens but the plan reads "
-            f"{needed}: stages wrap around and repeat data (data_epochs in the ledger says how much)"
+            f"{needed}: stages wrap around and repeat data (data_passes in the ledger says how much)"
         )
     validation = pack(iter_texts(recipe.data, "validation"), tokenizer, recipe.seq_len, recipe.data.validation_blocks)
     with atomic_output_dir(data_dir, overwrite=True) as tmp:

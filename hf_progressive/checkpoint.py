@@ -145,23 +145,54 @@ def prepare_output_dir(dst: str | os.PathLike, overwrite: bool) -> Path:
 
 @contextmanager
 def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temp dir beside `dst`; on success it replaces `dst` in one rename, on failure it is removed."""
+    """Yield a temp dir beside `dst`; on success its files are flushed to disk (fsync) and it replaces `dst` in one
+    rename, so a crash at any point leaves the old `dst` or the complete new one; on failure it is removed."""
     dst = prepare_output_dir(dst, overwrite)
+    check_writable(dst)
     missing = [p for p in [dst.parent, *dst.parent.parents] if not p.exists()]
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
     done = False
     try:
         yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                _fsync(file)
         if dst.exists():
             shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
         tmp.rename(dst)
+        _fsync(dst.parent)
         done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         for parent in [] if done else missing:  # leave no trace: the folders this call created
             if parent.exists() and not any(parent.iterdir()):
                 parent.rmdir()
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse early (before any work) a `path` that cannot be created: its nearest existing ancestor must be a
+    directory this process can write to. Probed with a real temp file, so read-only mounts count (even for root)."""
+    path = Path(path).absolute()
+    ancestor = next(p for p in [path, *path.parents] if p.exists())
+    if not ancestor.is_dir():
+        raise CheckpointError(f"{path}: {ancestor} is a file, not a directory; choose an output path in a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as error:
+        raise CheckpointError(
+            f"{path}: cannot write in {ancestor} ({error.strerror}); choose a writable output directory."
+        ) from None
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_json(path: str | os.PathLike) -> dict | None:
@@ -171,11 +202,33 @@ def read_json(path: str | os.PathLike) -> dict | None:
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
-    """Write JSON atomically (temp file + rename)."""
+    """Write JSON durably and atomically (see `write_atomic`)."""
+    write_atomic(path, lambda handle: handle.write((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()))
+
+
+def write_atomic(path: str | os.PathLike, write) -> None:
+    """`write(binary_handle)` into a temp file beside `path`, fsync, rename over `path`, fsync the folder: readers (and
+    a rerun after a crash) see the old file or the new one, never half of one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    with open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     tmp.replace(path)
+    _fsync(path.parent)
+
+
+def complete_checkpoint(path: Path) -> bool:
+    """Whether a Trainer checkpoint folder was written to the end: the Trainer writes trainer_state.json last, so a
+    kill mid-save leaves it missing or unparsable; the weights must also hold every byte their header promises."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+        adapter = path / "adapter_model.safetensors"  # a PEFT stage saves adapters, not the whole model
+        check_safetensors(adapter) if adapter.exists() else weight_files(path)
+    except (OSError, ValueError):  # missing file, half-written JSON, truncated weights (CheckpointError)
+        return False
+    return True
 
 
 def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
@@ -189,6 +242,8 @@ def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> list
 __all__ = [
     "atomic_output_dir",
     "check_safetensors",
+    "check_writable",
+    "complete_checkpoint",
     "copy_tokenizer_files",
     "load_model",
     "load_state_dict",
@@ -198,5 +253,6 @@ __all__ = [
     "read_json",
     "resolve_source",
     "weight_files",
+    "write_atomic",
     "write_json",
 ]

@@ -330,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ExpansionError, CheckpointError) as error:
         print(f"hf-progressive {argv[0]}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # disk full, file too large, permission lost mid-run: not a bad input, still one line
+        where = f" writing {error.filename}" if error.filename else ""
+        print(
+            f"hf-progressive {argv[0]}: error: {error.strerror or error}{where}; free space (or pick another "
+            "output folder) and rerun the same command: finished work is kept and resumed.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

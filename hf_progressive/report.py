@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_model, read_json, write_json
+from .checkpoint import load_model, read_json, write_atomic, write_json
 from .consistency import consistency
 from .modeling_llama import ProgressiveLlamaForCausalLM
 
@@ -99,7 +99,8 @@ def write_report(
     from .report_text import render
 
     equal = {_label(p): equal_loss_savings(p, Path(baseline)) for p in paths[:-1]} if baseline else {}
-    (report_dir / REPORT_FILE).write_text(render(out, runs, evals, list(plots), equal))
+    text = render(out, runs, evals, list(plots), equal)
+    write_atomic(report_dir / REPORT_FILE, lambda handle: handle.write(text.encode()))
     return report_dir / REPORT_FILE
 
 

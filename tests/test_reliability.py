@@ -1,0 +1,249 @@
+"""Bad input across the CLI and the Python API: every row gets a one-line error that names what is wrong and the fix
+(exit code 2 from the CLI, a typed ValueError from the API), no traceback, and nothing written or changed on disk.
+The disk is compared file by file (path, size, content hash) before and after each call."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+from testing_utils import BIG, SMALL, tiny_config, tiny_recipe_data
+from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+from hf_progressive import ProgressiveLlamaForCausalLM
+from hf_progressive.builder import build_family
+from hf_progressive.cli import main
+from hf_progressive.errors import CheckpointError, ExpansionError
+from hf_progressive.recipe import load_recipe
+from hf_progressive.streaming import expand_checkpoint
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest()) if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def recipe_file(tmp: Path, **changes) -> str:
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe_data(**changes)))
+    return str(path)
+
+
+def copy_checkpoint(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for file in src.iterdir():
+        (dst / file.name).write_bytes(file.read_bytes())
+    return dst
+
+
+# ---- inputs: each builder gets (tmp, tiny_checkpoint) and returns the CLI argv (or an API call) --------------------
+
+
+def _build(tmp, **changes):
+    return ["build-family", "--recipe", recipe_file(tmp, **changes), "--out", str(tmp / "out")]
+
+
+def _expand_from(make):
+    def argv(tmp, ckpt):
+        return ["expand", str(make(tmp, ckpt)), str(tmp / "big"), "--hidden-size", "64"]
+
+    return argv
+
+
+def _gpt2(tmp, _):
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=99, n_positions=64)).save_pretrained(
+        tmp / "gpt2"
+    )
+    return tmp / "gpt2"
+
+
+def _bert(tmp, _):
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37, vocab_size=99)
+    BertForMaskedLM(config).save_pretrained(tmp / "bert")
+    return tmp / "bert"
+
+
+def _truncated(tmp, ckpt):
+    path = copy_checkpoint(ckpt, tmp / "truncated")
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) * 2 // 3])
+    return path
+
+
+def _missing(tmp, ckpt):
+    path = copy_checkpoint(ckpt, tmp / "missing")
+    (path / "model.safetensors").unlink()
+    return path
+
+
+def _pickle_only(tmp, ckpt):
+    path = copy_checkpoint(ckpt, tmp / "pickle")
+    (path / "model.safetensors").rename(path / "pytorch_model.bin")  # a .bin is never unpickled
+    return path
+
+
+def _remote_code(tmp, ckpt):
+    path = copy_checkpoint(ckpt, tmp / "remote")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "evil.Model"}}))
+    return path
+
+
+def _data_file(tmp, name, content: bytes):
+    (tmp / name).write_bytes(content)
+    return str(tmp / name)
+
+
+def _other_recipe_out(tmp, _):
+    out = tmp / "out"
+    out.mkdir()
+    (out / "family.json").write_text(json.dumps({"recipe": "someone-else", "mode": "progressive", "members": {}}))
+    return ["build-family", "--recipe", recipe_file(tmp), "--out", str(out)]
+
+
+def _mismatched_tokenizer(tmp, _):
+    from hf_progressive.data import iter_texts, train_bpe
+    from hf_progressive.recipe import DataSpec
+
+    train_bpe(iter_texts(DataSpec(), "train"), 400, 30_000).save_pretrained(tmp / "tok")
+    return _build(tmp, vocab_size=300, tokenizer={"path": str(tmp / "tok")})
+
+
+def _unwritable_out(tmp, _):
+    (tmp / "a-file").write_text("not a folder")
+    return ["build-family", "--recipe", recipe_file(tmp), "--out", str(tmp / "a-file" / "out")]
+
+
+CLI_CASES = [
+    # (id, argv builder, fragment of the one-line error)
+    ("wrong type", lambda t, c: _build(t, batch_size="sixteen"), "batch_size"),
+    ("float for int", lambda t, c: _build(t, seq_len=32.5), "seq_len"),
+    ("unknown key", lambda t, c: _build(t, sequence_length=64), "unknown field 'sequence_length'"),
+    ("shrinking sizes", lambda t, c: _build(t, members=[BIG, SMALL]), "smaller than the source's"),
+    (
+        "impossible heads",
+        lambda t, c: _build(t, members=[SMALL, {**BIG, "num_attention_heads": 3, "num_key_value_heads": 2}]),
+        "not a multiple of num_key_value_heads",
+    ),
+    ("tokenizer vs vocab", _mismatched_tokenizer, "mismatched tokenizer"),
+    ("empty dataset", lambda t, c: _build(t, data={"train": _data_file(t, "empty.jsonl", b"")}), "empty.jsonl"),
+    (
+        "non-text dataset",
+        lambda t, c: _build(t, data={"train": _data_file(t, "blob.bin", bytes(range(256)) * 64)}),
+        "blob.bin",
+    ),
+    (
+        "jsonl without text field",
+        lambda t, c: _build(t, data={"train": _data_file(t, "rows.jsonl", b'{"body": "hello"}\n' * 50)}),
+        "text",
+    ),
+    (
+        "seq_len > positions",
+        lambda t, c: _build(t, model={"max_position_embeddings": 16}),
+        "max_position_embeddings",
+    ),
+    ("negative budget", lambda t, c: _build(t, tokens_per_param=-1.0), "tokens_per_param=-1.0"),
+    ("zero batch", lambda t, c: _build(t, batch_size=0), "batch_size=0"),
+    ("zero lr", lambda t, c: _build(t, lr={"fixed": 0.0}), "lr.fixed"),
+    ("bad lora rank", lambda t, c: _build(t, members=[SMALL, {**BIG, "train_inherited": "lora", "lora_r": 0}]), "lora_r"),
+    ("unwritable out", _unwritable_out, "not a directory"),
+    ("out of another recipe", _other_recipe_out, "holds a family built with another recipe"),
+    ("no such recipe", lambda t, c: ["build-family", "--recipe", str(t / "nope.yaml")], "no such file"),
+    ("invalid yaml", lambda t, c: ["plan", _data_file(t, "bad.yaml", b"name: [unclosed\n")], "not valid YAML"),
+    ("gpt2 source", _expand_from(_gpt2), "model_type is 'gpt2'"),
+    ("bert source", _expand_from(_bert), "model_type is 'bert'"),
+    ("truncated safetensors", _expand_from(_truncated), "truncated"),
+    ("missing safetensors", _expand_from(_missing), "missing"),
+    ("pickle weights only", _expand_from(_pickle_only), "only safetensors checkpoints are read"),
+    ("remote code", _expand_from(_remote_code), "asks for remote code"),
+    ("expand shrinking", lambda t, c: ["expand", str(c), str(t / "big"), "--hidden-size", "16"], "smaller"),
+    ("consistency without family", lambda t, c: ["consistency", str(t)], "no family.json"),
+]
+
+
+@pytest.mark.parametrize("make_argv, fragment", [pytest.param(*row[1:], id=row[0]) for row in CLI_CASES])
+def test_cli_bad_input_exits_2_with_one_line_and_changes_nothing(
+    tiny_checkpoint, tmp_path, capsys, make_argv, fragment
+):
+    argv = make_argv(tmp_path, tiny_checkpoint)
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"hf-progressive {argv[0]}: error: ")
+    assert fragment in captured.err and "Traceback" not in captured.err + captured.out
+    assert snapshot(tmp_path) == before
+
+
+def _api_shrink(tmp, ckpt):
+    from hf_progressive.checkpoint import load_model
+
+    small = load_model(ckpt, ProgressiveLlamaForCausalLM)
+    ProgressiveLlamaForCausalLM.from_smaller(small, tiny_config(hidden_size=16))
+
+
+def _api_expand_gpt2(tmp, ckpt):
+    expand_checkpoint(_gpt2(tmp, ckpt), tmp / "big", tiny_config(hidden_size=64))
+
+
+def _api_build_other(tmp, ckpt):
+    _other_recipe_out(tmp, ckpt)
+    build_family(load_recipe(recipe_file(tmp)), tmp / "out")
+
+
+def _api_unknown_method(tmp, ckpt):
+    from hf_progressive.checkpoint import load_model
+
+    small = load_model(ckpt, ProgressiveLlamaForCausalLM)
+    ProgressiveLlamaForCausalLM.from_smaller(small, tiny_config(hidden_size=64), method="magic")
+
+
+def _api_truncated(tmp, ckpt):
+    expand_checkpoint(_truncated(tmp, ckpt), tmp / "big", tiny_config(hidden_size=64))
+
+
+API_CASES = [
+    ("from_smaller shrinking", _api_shrink, ExpansionError, "hidden_size=16"),
+    ("from_smaller unknown method", _api_unknown_method, ExpansionError, "magic"),
+    ("expand_checkpoint gpt2", _api_expand_gpt2, CheckpointError, "model_type is 'gpt2'"),
+    ("expand_checkpoint truncated", _api_truncated, CheckpointError, "truncated"),
+    ("build_family other recipe", _api_build_other, CheckpointError, "another recipe"),
+    ("load_recipe wrong type", lambda t, c: load_recipe(recipe_file(t, head_dim="big")), ExpansionError, "head_dim"),
+]
+
+
+@pytest.mark.parametrize("call, error, fragment", [pytest.param(*row[1:], id=row[0]) for row in API_CASES])
+def test_api_bad_input_raises_one_line_and_changes_nothing(tiny_checkpoint, tmp_path, call, error, fragment):
+    calls = []
+
+    def recorded(tmp, ckpt):  # inputs are made inside `call`; compare the disk from just before the failing step
+        calls.append(snapshot(tmp))
+        return call(tmp, ckpt)
+
+    with pytest.raises(error) as raised:
+        recorded(tmp_path, tiny_checkpoint)
+    message = str(raised.value)
+    assert fragment in message and "\n" not in message
+    assert not (tmp_path / "big").exists() and not list(tmp_path.rglob(".*tmp*"))
+
+
+def test_at_least_twenty_bad_inputs_are_covered():
+    assert len(CLI_CASES) + len(API_CASES) >= 20 and len(CLI_CASES) >= 20
+
+
+def test_weights_written_as_tensors_never_unpickle(tmp_path):
+    """A `.bin` beside a valid config is ignored, not loaded: only safetensors are read for weights."""
+    from hf_progressive.checkpoint import weight_files
+
+    (tmp_path / "config.json").write_text(tiny_config().to_json_string())
+    torch.save({"x": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="only safetensors"):
+        weight_files(tmp_path)
+    save_file({"x": torch.zeros(1)}, tmp_path / "model.safetensors")
+    assert weight_files(tmp_path) == [tmp_path / "model.safetensors"]
