@@ -2,6 +2,7 @@
 dict, build a model from a state dict without a random init, and write outputs atomically (temp dir + rename, so a
 failure never leaves a half-written DST)."""
 
+import errno
 import json
 import os
 import re
@@ -211,12 +212,23 @@ def write_atomic(path: str | os.PathLike, write) -> None:
     a rerun after a crash) see the old file or the new one, never half of one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with storage_errors(path), open(tmp, "wb") as handle:
         write(handle)
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
     _fsync(path.parent)
+
+
+@contextmanager
+def storage_errors(where: str | os.PathLike) -> Iterator[None]:
+    """Writers that report a failed write as RuntimeError (torch.save's zip writer does) raise OSError instead,
+    naming `where`, so a full disk reads as one, not as a serialisation bug."""
+    try:
+        yield
+    except RuntimeError as error:
+        reason = str(error).splitlines()[0][:160]
+        raise OSError(errno.EIO, f"could not write {where} ({reason}); is the disk full?") from error
 
 
 def complete_checkpoint(path: Path) -> bool:
@@ -245,6 +257,7 @@ __all__ = [
     "check_writable",
     "complete_checkpoint",
     "copy_tokenizer_files",
+    "storage_errors",
     "load_model",
     "load_state_dict",
     "model_from_state_dict",

@@ -5,6 +5,7 @@ the corpus), pack documents into fixed-length blocks, and hand each stage exactl
 import bisect
 import glob
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,10 +44,18 @@ def iter_texts(spec: DataSpec, split: str) -> Iterator[str]:
     if source == "embedded":
         source = str(EMBEDDED[split])
     builder = _builder(source)
+    if builder is None and glob.glob(source):
+        raise RecipeError(
+            f"data.{split}={source!r}: a local file of unknown format; use .txt, .jsonl, .json, .csv or .parquet "
+            "(optionally .gz)."
+        )
     if builder is not None:
-        if not glob.glob(source):
+        files = glob.glob(source)
+        if not files:
             raise RecipeError(f"data.{split}={source!r}: no such file.")
-        dataset = datasets.load_dataset(builder, data_files=source, split="train")
+        if all(os.path.getsize(f) == 0 for f in files):
+            raise RecipeError(f"data.{split}={source!r}: empty; point it at a non-empty text corpus.")
+        dataset = _load_local(builder, source, split)
     else:  # a Hub dataset id
         hub_split = spec.hub_split if split == "train" else "validation"
         try:
@@ -56,10 +65,37 @@ def iter_texts(spec: DataSpec, split: str) -> Iterator[str]:
                 f"data.{split}={source!r}: not a local file and not loadable from the Hub ({type(error).__name__})."
             ) from None
     field = spec.text_field if builder != "text" else "text"
+    documents = 0
     for row in dataset:
         if field not in row:
             raise RecipeError(f"data.text_field={field!r}: not a column of {source} (columns: {', '.join(row)}).")
+        if not isinstance(row[field], str):
+            kind = type(row[field]).__name__
+            raise RecipeError(f"data.{split}={source!r}: column {field!r} holds {kind}, not text.")
+        documents += 1
         yield row[field]
+    if not documents:
+        raise RecipeError(f"data.{split}={source!r}: holds no documents; point it at a non-empty text corpus.")
+
+
+def _load_local(builder: str, source: str, split: str):
+    """A local file as a datasets table (quietly: errors are one line, no progress bars on stderr)."""
+    import datasets
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    quiet = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        return datasets.load_dataset(builder, data_files=source, split="train")
+    except Exception as error:  # empty file, not JSON, wrong encoding, ...
+        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        raise RecipeError(
+            f"data.{split}={source!r}: cannot be read as {builder} ({reason}); give a text, JSONL, JSON, CSV or "
+            "parquet corpus."
+        ) from None
+    finally:
+        if not quiet:
+            enable_progress_bars()
 
 
 def train_bpe(texts: Iterator[str], vocab_size: int, max_chars: int) -> PreTrainedTokenizerFast:

@@ -158,6 +158,15 @@ def _validate(recipe: Recipe) -> None:
             "the first member has no parent to inherit from: use full",
         )
         _check(member.lora_r > 0, f"members[{k}].lora_r", member.lora_r, "use a positive rank")
+        if member.max_lr is not None:
+            _check(member.max_lr > 0, f"members[{k}].max_lr", member.max_lr, "use a positive learning rate")
+    positions = recipe.model.get("max_position_embeddings", recipe.seq_len)
+    _check(
+        isinstance(positions, int) and positions >= recipe.seq_len,
+        "model.max_position_embeddings",
+        positions,
+        f"it must be >= seq_len={recipe.seq_len}: raise it or lower seq_len",
+    )
     _validate_tokenizer(recipe)
     _validate_schedule(recipe)
     member_configs(recipe)  # sizes must resolve and grow member to member
@@ -186,6 +195,8 @@ def _validate_schedule(recipe: Recipe) -> None:
     _check(0 <= lr.min_lr_ratio <= 1, "lr.min_lr_ratio", lr.min_lr_ratio, "use a fraction in [0, 1]")
     _check(0 <= lr.warmup_ratio < 1, "lr.warmup_ratio", lr.warmup_ratio, "use a fraction in [0, 1)")
     _check(0 < lr.decay_ratio <= 1, "lr.decay_ratio", lr.decay_ratio, "use a fraction in (0, 1]")
+    if lr.fixed is not None:
+        _check(lr.fixed > 0, "lr.fixed", lr.fixed, "use a positive learning rate (or remove it)")
     listed = [m.max_lr for m in recipe.members]
     if lr.fixed is None and None in listed:
         _check(

@@ -150,10 +150,9 @@ def expand_checkpoint(
             else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
         )
         total = sum(load.dtype.itemsize * int(torch.Size(s).numel()) for s in shapes.values())
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc="expanding", disable=not progress)
-        for name, keys in zip(names, shards, strict=True):
-            _write_shard(tmp / name, keys, shapes, load.dtype, lambda key: expand_tensor(key, load, plan), bar)
-        bar.close()
+        with tqdm(total=total, unit="B", unit_scale=True, desc="expanding", disable=not progress) as bar:
+            for name, keys in zip(names, shards, strict=True):
+                _write_shard(tmp / name, keys, shapes, load.dtype, lambda key: expand_tensor(key, load, plan), bar)
         if len(shards) > 1:
             weight_map = {key: name for name, keys in zip(names, shards, strict=True) for key in keys}
             write_json(tmp / INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": weight_map})

@@ -9,6 +9,8 @@ import torch
 from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
+from .checkpoint import storage_errors
+
 
 logger = logging.get_logger(__name__)
 
@@ -90,6 +92,12 @@ class ProgressiveTrainer(Trainer):
             )
             logger.info(f"stage {self.args.stage_index}: carried AdamW moments into {loaded} parameters")
         return optimizer
+
+    def _save_checkpoint(self, model, trial) -> None:
+        with storage_errors(
+            f"a checkpoint in {self.args.output_dir}"
+        ):  # torch.save reports a full disk as RuntimeError
+            super()._save_checkpoint(model, trial)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         step, args = self.state.global_step, self.args

@@ -34,7 +34,8 @@ def reference(tmp_path_factory):
 
 
 def members(out: Path) -> dict[str, dict[str, torch.Tensor]]:
-    return {p.name: load_file(p / "model.safetensors") for p in sorted((out / "members").iterdir()) if p.name[0] != "."}
+    saved = sorted(p for p in (out / "members").iterdir() if p.name[0] != ".")
+    return {p.name: load_file(p / "model.safetensors") for p in saved}
 
 
 def assert_nothing_half_written(out: Path) -> None:
@@ -86,3 +87,73 @@ def test_killed_build_reruns_to_the_same_family(reference, tmp_path, phase, n):
     ]
     assert not [p for p in out.rglob(".*") if "tmp" in p.name], "temp files left behind"
     assert all(complete_checkpoint(c) for c in out.glob("stages/*/checkpoint-*"))
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def test_disk_full_during_a_member_save_keeps_the_previous_state(reference, tmp_path):
+    """Files may not grow past a limit (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG, the way a full disk
+    fails them with ENOSPC) that the first member's files (weights, and AdamW moments of twice their size in its
+    checkpoints) fit under but the second member's moments do not: the build stops in the second member's checkpoint
+    save with one clear line, the first member and the ledger stay intact, and the same command then completes the
+    family with the members of an uninterrupted build."""
+    recipe, ref = reference
+    out = tmp_path / "out"
+    shutil.copytree(ref / "data", out / "data")
+    m0, m1 = (p / "model.safetensors" for p in sorted((ref / "members").iterdir()))
+    limit = m0.stat().st_size + m1.stat().st_size  # > 2 x m0 (its optimizer.pt), < 2 x m1
+    code = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+        "from hf_progressive.cli import main; "
+        f"sys.exit(main(['build-family', '--recipe', {recipe.source!r}, '--out', {str(out)!r}, "
+        f"'--max-steps-per-stage', '{STEPS}']))"
+    )
+    failed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1, failed.stderr[-2000:]
+    errors = [line for line in failed.stderr.splitlines() if "error:" in line]  # progress bars share stderr
+    assert len(errors) == 1 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    assert "hf-progressive build-family: error: could not write a checkpoint" in errors[0]
+    assert "is the disk full?" in errors[0] and "rerun the same command" in errors[0]
+    assert_nothing_half_written(out)
+    ledger = json.loads((out / "family.json").read_text())
+    assert list(ledger["members"]) == [m0.parent.name] and list(members(out)) == [m0.parent.name]
+    assert not [p for p in (out / "members").iterdir() if p.name.startswith(".")], "a temp member dir was left"
+    build_family(recipe, out, max_steps=STEPS)
+    expected, actual = members(ref), members(out)
+    assert all(torch.equal(actual[m1.parent.name][k], t) for k, t in expected[m1.parent.name].items())
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1 MiB tmpfs (a real full disk: ENOSPC); skipped where mounting is not allowed (not root)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_disk_full_on_a_real_filesystem_leaves_it_as_it_was(tiny_checkpoint, small_tmpfs, capsys):
+    from hf_progressive.cli import main
+
+    (small_tmpfs / "keep.txt").write_text("the user's file")
+    assert _size(small_tmpfs) < 1024
+    argv = [
+        "expand",
+        str(tiny_checkpoint),
+        str(small_tmpfs / "big"),
+        "--hidden-size",
+        "256",
+        "--num-hidden-layers",
+        "4",
+    ]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]  # the progress bar shares stderr
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in err
+    assert [p.name for p in small_tmpfs.iterdir()] == ["keep.txt"]
+    assert (small_tmpfs / "keep.txt").read_text() == "the user's file"

@@ -21,11 +21,13 @@ from hf_progressive.recipe import load_recipe
 from hf_progressive.streaming import expand_checkpoint
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, str]]:
-    return {
-        str(p.relative_to(root)): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest()) if p.is_file() else "dir"
-        for p in sorted(root.rglob("*"))
-    }
+def snapshot(root: Path) -> dict[str, tuple[int, str] | str]:
+    """Every path under `root` with its size and content hash (folders as "dir")."""
+    return {str(p.relative_to(root)): _digest(p) for p in sorted(root.rglob("*"))}
+
+
+def _digest(path: Path) -> tuple[int, str] | str:
+    return (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()) if path.is_file() else "dir"
 
 
 def recipe_file(tmp: Path, **changes) -> str:
@@ -63,7 +65,7 @@ def _gpt2(tmp, _):
 
 
 def _bert(tmp, _):
-    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37, vocab_size=99)
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37)
     BertForMaskedLM(config).save_pretrained(tmp / "bert")
     return tmp / "bert"
 
@@ -131,11 +133,16 @@ CLI_CASES = [
         "not a multiple of num_key_value_heads",
     ),
     ("tokenizer vs vocab", _mismatched_tokenizer, "mismatched tokenizer"),
-    ("empty dataset", lambda t, c: _build(t, data={"train": _data_file(t, "empty.jsonl", b"")}), "empty.jsonl"),
+    ("empty dataset", lambda t, c: _build(t, data={"train": _data_file(t, "empty.jsonl", b"")}), "empty; point"),
     (
         "non-text dataset",
         lambda t, c: _build(t, data={"train": _data_file(t, "blob.bin", bytes(range(256)) * 64)}),
-        "blob.bin",
+        "unknown format",
+    ),
+    (
+        "binary text file",
+        lambda t, c: _build(t, data={"train": _data_file(t, "blob.txt", bytes(range(128, 256)) * 64)}),
+        "cannot be read as text",
     ),
     (
         "jsonl without text field",
@@ -150,7 +157,7 @@ CLI_CASES = [
     ("negative budget", lambda t, c: _build(t, tokens_per_param=-1.0), "tokens_per_param=-1.0"),
     ("zero batch", lambda t, c: _build(t, batch_size=0), "batch_size=0"),
     ("zero lr", lambda t, c: _build(t, lr={"fixed": 0.0}), "lr.fixed"),
-    ("bad lora rank", lambda t, c: _build(t, members=[SMALL, {**BIG, "train_inherited": "lora", "lora_r": 0}]), "lora_r"),
+    ("bad lora rank", lambda t, c: _build(t, members=[SMALL, {**BIG, "train_inherited": "lora", "lora_r": 0}]), "r=0"),
     ("unwritable out", _unwritable_out, "not a directory"),
     ("out of another recipe", _other_recipe_out, "holds a family built with another recipe"),
     ("no such recipe", lambda t, c: ["build-family", "--recipe", str(t / "nope.yaml")], "no such file"),
