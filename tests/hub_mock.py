@@ -15,6 +15,7 @@ class FakeHub:
         self.repos: dict[str, dict] = {}
         self.collections: dict[str, dict] = {}
         self.calls: list[tuple[str, str]] = []
+        self.headers: list[dict] = []  # request headers, in order (the Authorization header carries the token)
         self.fail: tuple[str, str] | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -65,6 +66,7 @@ class FakeHub:
         return Handler
 
     def route(self, method: str, path: str, body: bytes, headers) -> tuple[int, object]:
+        self.headers.append(dict(headers))
         if self.fail and method == self.fail[0] and self.fail[1] in path:
             self.fail = None
             return 422, {"error": "injected failure"}
