@@ -4,7 +4,7 @@
     hf-progressive demo            # grow a tiny random Llama with every operator and print the report
 
 Bad input (a non-Llama checkpoint, a shrinking size, an unknown method, a non-empty DST, ...) exits 2 with one line
-on stderr and writes nothing."""
+on stderr and writes nothing; a write that fails mid-run (a full disk) exits 1 with one line, finished work kept."""
 
 import json
 import shutil
