@@ -13,7 +13,14 @@ from accelerate import PartialState
 from transformers import TrainerCallback, set_seed
 from transformers.utils import logging
 
-from .checkpoint import atomic_output_dir, check_writable, complete_checkpoint, load_model, write_atomic, write_json
+from .checkpoint import (
+    atomic_output_dir,
+    check_writable,
+    last_complete_checkpoint,
+    load_model,
+    write_atomic,
+    write_json,
+)
 from .configuration_llama import ProgressiveLlamaConfig
 from .data import BlockWindow, check_tokenizer, get_tokenizer, iter_texts, pack
 from .errors import CheckpointError
@@ -99,7 +106,7 @@ class _StageRun:
             callbacks=[clock, *self.callbacks],
             carried_optimizer_state=carried,
         )
-        resume = self._resume_point()
+        resume = last_complete_checkpoint(self.dir, remove_others=process_state().is_main_process)
         if resume and model is not grown:  # LoRA checkpoints hold only adapters, not the fully trained new layers
             logger.warning(f"{self.member.name}: a LoRA stage cannot resume mid-stage; restarting it")
             resume = None
@@ -113,18 +120,6 @@ class _StageRun:
         if process_state().is_main_process:
             self._save(model, tokenizer, trainer)
         return model, record
-
-    def _resume_point(self) -> str | None:
-        """The newest checkpoint of this stage that was written to the end; half-written ones (a kill mid-save) are
-        removed so that the Trainer never sees them."""
-        checkpoints = sorted(self.dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
-        for checkpoint in checkpoints:
-            if complete_checkpoint(checkpoint):
-                return str(checkpoint)
-            if process_state().is_main_process:
-                logger.warning(f"{checkpoint}: half-written (interrupted save); removing it")
-                shutil.rmtree(checkpoint, ignore_errors=True)
-        return None
 
     def _grow(self, parent, tokenizer):
         special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
@@ -380,32 +375,4 @@ def _write_ledger(out: Path, ledger: dict, plan: FamilyPlan) -> None:
     write_json(out / LEDGER, ledger)
 
 
-def format_ledger(ledger: dict) -> str:
-    """The table `hf-progressive build-family` prints at the end."""
-    lines = [
-        f"{ledger['recipe']} ({ledger['mode']}):",
-        f"{'member':<16}{'parent':<16}{'steps':>6}{'tokens':>10}{'FLOPs':>11}{'cum FLOPs':>11}{'wall s':>8}"
-        f"{'train':>8}{'val':>8}{'passes':>7}",
-    ]
-    for name, r in ledger["members"].items():
-        lines.append(
-            f"{name:<16}{r['parent'] or '-':<16}{r['steps']:>6}{r['tokens']:>10,}{r['flops_stage']:>11.3g}"
-            f"{r['flops_cumulative']:>11.3g}{r['wall_time_s']:>8.1f}{r['final_train_loss']:>8.3f}"
-            f"{r['val_loss']:>8.3f}{r['data_passes']:>7.2f}"
-        )
-    totals = ledger["totals"]
-    lines.append(
-        f"total {totals['flops']:.3g} FLOPs, {totals['tokens']:,} tokens, {totals['wall_time_s']:.0f} s; "
-        f"independent training of the same members: {totals['flops_independent']:.3g} FLOPs "
-        f"(saving {totals['saving']:.1%})"
-    )
-    if ledger.get("max_steps"):
-        lines.append(
-            f"NOTE: stages were capped at {ledger['max_steps']} steps, so the saving above compares against "
-            "full independent budgets and means nothing."
-        )
-    lines.append("passes > 1: the stage read past the end of the corpus and repeated data.")
-    return "\n".join(lines)
-
-
-__all__ = ["LEDGER", "build_family", "format_ledger", "prepare_data", "process_state"]
+__all__ = ["LEDGER", "build_family", "prepare_data", "process_state"]

@@ -16,12 +16,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, LlamaForCausalLM
+from transformers.utils import logging
 
 from .errors import CheckpointError
 from .keys import TIED_KEYS, TOKENIZER_FILES
 
 
 SINGLE_FILE, INDEX_FILE = "model.safetensors", "model.safetensors.index.json"
+logger = logging.get_logger(__name__)
 
 
 def resolve_source(src: str | os.PathLike) -> Path:
@@ -243,6 +245,19 @@ def complete_checkpoint(path: Path) -> bool:
     return True
 
 
+def last_complete_checkpoint(stage_dir: Path, remove_others: bool = True) -> str | None:
+    """The newest Trainer checkpoint in `stage_dir` that was written to the end (None: start the stage over); newer,
+    half-written ones (a kill mid-save) are removed when `remove_others`, so the Trainer never resumes from them."""
+    checkpoints = sorted(stage_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for checkpoint in checkpoints:
+        if complete_checkpoint(checkpoint):
+            return str(checkpoint)
+        if remove_others:
+            logger.warning(f"{checkpoint}: half-written (interrupted save); removing it")
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
+
+
 def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
     """Copy the tokenizer files `src` has into `dst`; returns their names."""
     copied = [name for name in TOKENIZER_FILES if (Path(src) / name).is_file()]
@@ -258,6 +273,7 @@ __all__ = [
     "complete_checkpoint",
     "copy_tokenizer_files",
     "storage_errors",
+    "last_complete_checkpoint",
     "load_model",
     "load_state_dict",
     "model_from_state_dict",

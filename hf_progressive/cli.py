@@ -179,7 +179,8 @@ def _plan_command(argv: list[str]) -> int:
 
 
 def _build_family_command(argv: list[str]) -> int:
-    from .builder import build_family, format_ledger, process_state
+    from .builder import build_family, process_state
+    from .report_text import format_ledger
 
     (args,) = _family_parser("build-family").parse_args_into_dataclasses(argv)
     recipe = load_recipe(args.recipe)

@@ -1,4 +1,5 @@
-"""The Markdown of report.md: tables from the ledgers, consistency and eval results, with the plots embedded."""
+"""The Markdown of report.md (tables from the ledgers, consistency and eval results, with the plots embedded) and the
+ledger table `hf-progressive build-family` prints."""
 
 import json
 from pathlib import Path
@@ -121,6 +122,34 @@ def _evals(evals: dict[str, dict]) -> list[str]:
     return lines
 
 
+def format_ledger(ledger: dict) -> str:
+    """The table `hf-progressive build-family` prints at the end."""
+    lines = [
+        f"{ledger['recipe']} ({ledger['mode']}):",
+        f"{'member':<16}{'parent':<16}{'steps':>6}{'tokens':>10}{'FLOPs':>11}{'cum FLOPs':>11}{'wall s':>8}"
+        f"{'train':>8}{'val':>8}{'passes':>7}",
+    ]
+    for name, r in ledger["members"].items():
+        lines.append(
+            f"{name:<16}{r['parent'] or '-':<16}{r['steps']:>6}{r['tokens']:>10,}{r['flops_stage']:>11.3g}"
+            f"{r['flops_cumulative']:>11.3g}{r['wall_time_s']:>8.1f}{r['final_train_loss']:>8.3f}"
+            f"{r['val_loss']:>8.3f}{r['data_passes']:>7.2f}"
+        )
+    totals = ledger["totals"]
+    lines.append(
+        f"total {totals['flops']:.3g} FLOPs, {totals['tokens']:,} tokens, {totals['wall_time_s']:.0f} s; "
+        f"independent training of the same members: {totals['flops_independent']:.3g} FLOPs "
+        f"(saving {totals['saving']:.1%})"
+    )
+    if ledger.get("max_steps"):
+        lines.append(
+            f"NOTE: stages were capped at {ledger['max_steps']} steps, so the saving above compares against "
+            "full independent budgets and means nothing."
+        )
+    lines.append("passes > 1: the stage read past the end of the corpus and repeated data.")
+    return "\n".join(lines)
+
+
 def render(out: Path, runs: dict[str, Path], evals: dict, plots: list[str], equal_loss: dict[str, list[dict]]) -> str:
     ledger = _ledger(out)
     lines = [
@@ -149,4 +178,4 @@ def render(out: Path, runs: dict[str, Path], evals: dict, plots: list[str], equa
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["render"]
+__all__ = ["format_ledger", "render"]

@@ -94,9 +94,8 @@ class ProgressiveTrainer(Trainer):
         return optimizer
 
     def _save_checkpoint(self, model, trial) -> None:
-        with storage_errors(
-            f"a checkpoint in {self.args.output_dir}"
-        ):  # torch.save reports a full disk as RuntimeError
+        # torch.save reports a full disk as a RuntimeError: surface it as the OSError it is
+        with storage_errors(f"a checkpoint in {self.args.output_dir}"):
             super()._save_checkpoint(model, trial)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

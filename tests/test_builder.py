@@ -8,9 +8,10 @@ from safetensors.torch import load_file
 from testing_utils import STEPS, tiny_recipe
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from hf_progressive.builder import build_family, format_ledger
+from hf_progressive.builder import build_family
 from hf_progressive.errors import CheckpointError
 from hf_progressive.recipe import load_recipe
+from hf_progressive.report_text import format_ledger
 
 
 def _weights(out, name):
