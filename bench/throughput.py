@@ -3,9 +3,10 @@ hand-written PyTorch loop, in one process, on the same model, packed data (no pa
 
 All three use SDPA attention, fused AdamW (torch's `fused=True`, the Trainer's default `adamw_torch_fused`), the
 same LR schedule family, sequential batches, no checkpointing and no evaluation; bf16 autocast on a GPU. Rounds
-alternate the three loops so that drift in the machine hits them equally; the table reports the median round.
+alternate the three loops, rotating which goes first, so that drift in the machine hits them equally; the table
+reports the median round.
 
-    python bench/throughput.py                 # ~3 minutes on 2 CPU cores
+    python bench/throughput.py                 # ~5 minutes on 2 CPU cores
     python bench/throughput.py --rounds 5 --steps 60 --hidden-size 256 --layers 8"""
 
 import argparse
@@ -15,7 +16,7 @@ import tempfile
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
+from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging as hf_logging
 
 from hf_progressive.trainer import ProgressiveTrainer, ProgressiveTrainingArguments
@@ -84,6 +85,7 @@ def trainer_loop(kind: str, args, blocks: list[dict], steps: int) -> float:
         else:
             training_args = TrainingArguments(out, **common)
             trainer = Trainer(model=model, args=training_args, train_dataset=blocks, callbacks=[clock])
+        trainer.remove_callback(PrinterCallback)  # logs are still made every 10 steps, just not printed
         trainer.train()
     return clock.end - clock.start
 
@@ -134,9 +136,9 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=2048)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=60, help="steps per loop, the first --warmup untimed")
+    parser.add_argument("--steps", type=int, default=80, help="steps per loop, the first --warmup untimed")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
     generator = torch.Generator().manual_seed(0)
@@ -150,9 +152,10 @@ def main() -> None:
         "ProgressiveTrainer": lambda: trainer_loop("progressive", args, blocks, args.steps),
     }
     rates = {name: [] for name in loops}
+    names = list(loops)
     for round_ in range(args.rounds):
-        for name, loop in loops.items():
-            rates[name].append(timed_tokens / loop())
+        for name in names[round_ % 3 :] + names[: round_ % 3]:  # rotate who goes first: no loop always runs last
+            rates[name].append(timed_tokens / loops[name]())
         print(f"round {round_ + 1}: " + ", ".join(f"{n} {r[-1]:,.0f} tok/s" for n, r in rates.items()), flush=True)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     model = make_model(args, "cpu")
