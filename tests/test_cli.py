@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from testing_utils import copy_checkpoint, missing_weights, truncated_weights
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
 
 from hf_progressive.cli import main
@@ -14,13 +15,6 @@ from hf_progressive.demo import run_demo
 
 
 GROW = ["--hidden-size", "64", "--num-hidden-layers", "4"]
-
-
-def _copy_checkpoint(src: Path, dst: Path) -> Path:
-    dst.mkdir(parents=True)
-    for file in src.iterdir():
-        (dst / file.name).write_bytes(file.read_bytes())
-    return dst
 
 
 def test_expand_writes_a_vanilla_checkpoint_and_prints_the_report(tiny_checkpoint, tmp_path, capsys):
@@ -42,22 +36,9 @@ def _gpt2_dir(tmp_path, _src=None):
 
 
 def _remote_code(tmp_path, src):
-    path = _copy_checkpoint(src, tmp_path / "remote")
+    path = copy_checkpoint(src, tmp_path / "remote")
     config = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "x.Model"}}))
-    return path
-
-
-def _missing_weights(tmp_path, src):
-    path = _copy_checkpoint(src, tmp_path / "missing")
-    (path / "model.safetensors").unlink()
-    return path
-
-
-def _truncated_weights(tmp_path, src):
-    path = _copy_checkpoint(src, tmp_path / "truncated")
-    data = (path / "model.safetensors").read_bytes()
-    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
     return path
 
 
@@ -77,9 +58,9 @@ BAD_INPUTS = [
         "hidden_size=36 is not a multiple of num_attention_heads=8",
     ),
     ("non-llama", _gpt2_dir, GROW, "model_type is 'gpt2'"),
-    ("missing weights", _missing_weights, GROW, "model.safetensors: missing"),
+    ("missing weights", missing_weights, GROW, "model.safetensors: missing"),
     ("remote code", _remote_code, GROW, "asks for remote code (auto_map)"),
-    ("truncated weights", _truncated_weights, GROW, "truncated"),
+    ("truncated weights", truncated_weights, GROW, "truncated"),
     ("unknown method", None, [*GROW, "--method", "magic"], "unknown operator 'magic'"),
     ("hypercloning 1.5x", None, ["--hidden-size", "48", "--method", "hypercloning"], "1.5x ratio"),
     ("no such source", lambda tmp, src: tmp / "nope", GROW, "no such checkpoint directory"),

@@ -10,7 +10,15 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import save_file
-from testing_utils import BIG, SMALL, tiny_config, tiny_recipe_data
+from testing_utils import (
+    BIG,
+    SMALL,
+    copy_checkpoint,
+    missing_weights,
+    tiny_config,
+    tiny_recipe_data,
+    truncated_weights,
+)
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
 
 from hf_progressive import ProgressiveLlamaForCausalLM
@@ -34,13 +42,6 @@ def recipe_file(tmp: Path, **changes) -> str:
     path = tmp / "recipe.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe_data(**changes)))
     return str(path)
-
-
-def copy_checkpoint(src: Path, dst: Path) -> Path:
-    dst.mkdir(parents=True)
-    for file in src.iterdir():
-        (dst / file.name).write_bytes(file.read_bytes())
-    return dst
 
 
 # ---- inputs: each builder gets (tmp, tiny_checkpoint) and returns the CLI argv (or an API call) --------------------
@@ -68,19 +69,6 @@ def _bert(tmp, _):
     config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37)
     BertForMaskedLM(config).save_pretrained(tmp / "bert")
     return tmp / "bert"
-
-
-def _truncated(tmp, ckpt):
-    path = copy_checkpoint(ckpt, tmp / "truncated")
-    data = (path / "model.safetensors").read_bytes()
-    (path / "model.safetensors").write_bytes(data[: len(data) * 2 // 3])
-    return path
-
-
-def _missing(tmp, ckpt):
-    path = copy_checkpoint(ckpt, tmp / "missing")
-    (path / "model.safetensors").unlink()
-    return path
 
 
 def _pickle_only(tmp, ckpt):
@@ -164,8 +152,8 @@ CLI_CASES = [
     ("invalid yaml", lambda t, c: ["plan", _data_file(t, "bad.yaml", b"name: [unclosed\n")], "not valid YAML"),
     ("gpt2 source", _expand_from(_gpt2), "model_type is 'gpt2'"),
     ("bert source", _expand_from(_bert), "model_type is 'bert'"),
-    ("truncated safetensors", _expand_from(_truncated), "truncated"),
-    ("missing safetensors", _expand_from(_missing), "missing"),
+    ("truncated safetensors", _expand_from(truncated_weights), "truncated"),
+    ("missing safetensors", _expand_from(missing_weights), "missing"),
     ("pickle weights only", _expand_from(_pickle_only), "only safetensors checkpoints are read"),
     ("remote code", _expand_from(_remote_code), "asks for remote code"),
     ("expand shrinking", lambda t, c: ["expand", str(c), str(t / "big"), "--hidden-size", "16"], "smaller"),
@@ -212,7 +200,7 @@ def _api_unknown_method(tmp, ckpt):
 
 
 def _api_truncated(tmp, ckpt):
-    expand_checkpoint(_truncated(tmp, ckpt), tmp / "big", tiny_config(hidden_size=64))
+    expand_checkpoint(truncated_weights(tmp, ckpt), tmp / "big", tiny_config(hidden_size=64))
 
 
 API_CASES = [

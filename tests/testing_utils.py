@@ -123,3 +123,26 @@ def assert_logits_close(actual: torch.Tensor, expected: torch.Tensor, atol: floa
     assert diff.max().item() <= atol, (
         f"{label}: max |delta logits| {diff.max().item():.3g} > {atol:g} (mean {diff.mean().item():.3g})"
     )
+
+
+def copy_checkpoint(src, dst):
+    """A copy of checkpoint folder `src` at `dst` (flat: config, weights, tokenizer files)."""
+    dst.mkdir(parents=True)
+    for file in src.iterdir():
+        (dst / file.name).write_bytes(file.read_bytes())
+    return dst
+
+
+def missing_weights(tmp_path, src):
+    """A copy of `src` without its model.safetensors."""
+    path = copy_checkpoint(src, tmp_path / "missing")
+    (path / "model.safetensors").unlink()
+    return path
+
+
+def truncated_weights(tmp_path, src):
+    """A copy of `src` whose model.safetensors lost its second half."""
+    path = copy_checkpoint(src, tmp_path / "truncated")
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    return path
