@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from testing_utils import copy_checkpoint, missing_weights, truncated_weights
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
+from testing_utils import gpt2_checkpoint, missing_weights, remote_code_checkpoint, truncated_weights
+from transformers import LlamaForCausalLM
 
 from hf_progressive.cli import main
 from hf_progressive.demo import run_demo
@@ -29,19 +29,6 @@ def test_expand_writes_a_vanilla_checkpoint_and_prints_the_report(tiny_checkpoin
     assert json.loads((dst / "growth.json").read_text())["preservation"]["max_abs_logit_diff"] < 1e-4
 
 
-def _gpt2_dir(tmp_path, _src=None):
-    path = tmp_path / "gpt2"
-    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=99, n_positions=64)).save_pretrained(path)
-    return path
-
-
-def _remote_code(tmp_path, src):
-    path = copy_checkpoint(src, tmp_path / "remote")
-    config = json.loads((path / "config.json").read_text())
-    (path / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "x.Model"}}))
-    return path
-
-
 BAD_INPUTS = [
     # (id, make source dir (None: the tiny checkpoint), extra args, stderr fragment)
     ("shrinking", None, ["--hidden-size", "16"], "hidden_size=16 is smaller than the source's 32"),
@@ -57,9 +44,9 @@ BAD_INPUTS = [
         ["--hidden-size", "36", "--num-attention-heads", "8", "--num-key-value-heads", "4"],
         "hidden_size=36 is not a multiple of num_attention_heads=8",
     ),
-    ("non-llama", _gpt2_dir, GROW, "model_type is 'gpt2'"),
+    ("non-llama", gpt2_checkpoint, GROW, "model_type is 'gpt2'"),
     ("missing weights", missing_weights, GROW, "model.safetensors: missing"),
-    ("remote code", _remote_code, GROW, "asks for remote code (auto_map)"),
+    ("remote code", remote_code_checkpoint, GROW, "asks for remote code (auto_map)"),
     ("truncated weights", truncated_weights, GROW, "truncated"),
     ("unknown method", None, [*GROW, "--method", "magic"], "unknown operator 'magic'"),
     ("hypercloning 1.5x", None, ["--hidden-size", "48", "--method", "hypercloning"], "1.5x ratio"),

@@ -14,12 +14,14 @@ from testing_utils import (
     BIG,
     SMALL,
     copy_checkpoint,
+    gpt2_checkpoint,
     missing_weights,
+    remote_code_checkpoint,
     tiny_config,
     tiny_recipe_data,
     truncated_weights,
 )
-from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+from transformers import BertConfig, BertForMaskedLM
 
 from hf_progressive import ProgressiveLlamaForCausalLM
 from hf_progressive.builder import build_family
@@ -58,13 +60,6 @@ def _expand_from(make):
     return argv
 
 
-def _gpt2(tmp, _):
-    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=99, n_positions=64)).save_pretrained(
-        tmp / "gpt2"
-    )
-    return tmp / "gpt2"
-
-
 def _bert(tmp, _):
     config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37)
     BertForMaskedLM(config).save_pretrained(tmp / "bert")
@@ -74,13 +69,6 @@ def _bert(tmp, _):
 def _pickle_only(tmp, ckpt):
     path = copy_checkpoint(ckpt, tmp / "pickle")
     (path / "model.safetensors").rename(path / "pytorch_model.bin")  # a .bin is never unpickled
-    return path
-
-
-def _remote_code(tmp, ckpt):
-    path = copy_checkpoint(ckpt, tmp / "remote")
-    config = json.loads((path / "config.json").read_text())
-    (path / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "evil.Model"}}))
     return path
 
 
@@ -150,12 +138,12 @@ CLI_CASES = [
     ("out of another recipe", _other_recipe_out, "holds a family built with another recipe"),
     ("no such recipe", lambda t, c: ["build-family", "--recipe", str(t / "nope.yaml")], "no such file"),
     ("invalid yaml", lambda t, c: ["plan", _data_file(t, "bad.yaml", b"name: [unclosed\n")], "not valid YAML"),
-    ("gpt2 source", _expand_from(_gpt2), "model_type is 'gpt2'"),
+    ("gpt2 source", _expand_from(gpt2_checkpoint), "model_type is 'gpt2'"),
     ("bert source", _expand_from(_bert), "model_type is 'bert'"),
     ("truncated safetensors", _expand_from(truncated_weights), "truncated"),
     ("missing safetensors", _expand_from(missing_weights), "missing"),
     ("pickle weights only", _expand_from(_pickle_only), "only safetensors checkpoints are read"),
-    ("remote code", _expand_from(_remote_code), "asks for remote code"),
+    ("remote code", _expand_from(remote_code_checkpoint), "asks for remote code"),
     ("expand shrinking", lambda t, c: ["expand", str(c), str(t / "big"), "--hidden-size", "16"], "smaller"),
     ("consistency without family", lambda t, c: ["consistency", str(t)], "no family.json"),
 ]
@@ -184,7 +172,7 @@ def _api_shrink(tmp, ckpt):
 
 
 def _api_expand_gpt2(tmp, ckpt):
-    expand_checkpoint(_gpt2(tmp, ckpt), tmp / "big", tiny_config(hidden_size=64))
+    expand_checkpoint(gpt2_checkpoint(tmp, ckpt), tmp / "big", tiny_config(hidden_size=64))
 
 
 def _api_build_other(tmp, ckpt):

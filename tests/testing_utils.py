@@ -146,3 +146,22 @@ def truncated_weights(tmp_path, src):
     data = (path / "model.safetensors").read_bytes()
     (path / "model.safetensors").write_bytes(data[: len(data) // 2])
     return path
+
+
+def gpt2_checkpoint(tmp_path, _src=None):
+    """A tiny GPT-2 checkpoint folder: a real Hugging Face model that is not a Llama."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    path = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=99, n_positions=64)).save_pretrained(path)
+    return path
+
+
+def remote_code_checkpoint(tmp_path, src):
+    """A copy of `src` whose config.json asks for remote code (auto_map)."""
+    import json
+
+    path = copy_checkpoint(src, tmp_path / "remote")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "evil.Model"}}))
+    return path
