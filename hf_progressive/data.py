@@ -43,14 +43,13 @@ def iter_texts(spec: DataSpec, split: str) -> Iterator[str]:
     source = getattr(spec, split)
     if source == "embedded":
         source = str(EMBEDDED[split])
-    builder = _builder(source)
-    if builder is None and glob.glob(source):
+    builder, files = _builder(source), glob.glob(source)
+    if builder is None and files:
         raise RecipeError(
             f"data.{split}={source!r}: a local file of unknown format; use .txt, .jsonl, .json, .csv or .parquet "
             "(optionally .gz)."
         )
     if builder is not None:
-        files = glob.glob(source)
         if not files:
             raise RecipeError(f"data.{split}={source!r}: no such file.")
         if all(os.path.getsize(f) == 0 for f in files):
