@@ -29,7 +29,7 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
-# the paper's comparison on ../shared/data/gutenberg (bench/reproduce.py): quick ~12 min, full ~50 min on 2 CPU cores
+# the paper's comparison on ../shared/data/gutenberg (bench/reproduce.py): quick ~11 min, full ~47 min on 2 CPU cores
 bench-quick: $(STAMP)
 	$(BIN)/python bench/reproduce.py --quick
 

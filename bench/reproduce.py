@@ -9,8 +9,8 @@ corpus. One family of 4 members (each ~2x the previous), four arms built from th
 For every arm: per-member validation loss, total FLOPs, FLOPs saving by budget and to reach equal loss, adjacent KL
 both ways, wall time; then the paper's targets checked, and report.md + PNGs written to the results folder.
 
-    python bench/reproduce.py                      # full: 40 tokens/param, ~50 min on 2 CPU cores
-    python bench/reproduce.py --quick              # same family, 8 tokens/param, ~12 min (make bench-quick)
+    python bench/reproduce.py                      # full: 40 tokens/param, ~47 min on 2 CPU cores
+    python bench/reproduce.py --quick              # same family, 8 tokens/param, ~11 min (make bench-quick)
 
 Arms run `--jobs` at a time as separate processes with one thread each (on 2 cores two one-thread runs train
 ~1.3x more tokens per second than one two-thread run for models this small); every arm's wall time is its own.
@@ -239,7 +239,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="build folder (default /tmp/hfp-reproduce[-quick])")
     parser.add_argument("--results", type=Path, default=None, help="tables + PNGs (default bench/results/...)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder with train.jsonl and validation.jsonl")
-    parser.add_argument("--quick", action="store_true", help="8 tokens per parameter instead of 40 (~12 min)")
+    parser.add_argument("--quick", action="store_true", help="8 tokens per parameter instead of 40 (~11 min)")
     parser.add_argument("--jobs", type=int, default=2, help="arms built at once (one thread each when > 1)")
     parser.add_argument("--arms", default=",".join(DEFAULT_ARMS), help="comma-separated, among " + ", ".join(ARMS))
     parser.add_argument("--report-only", action="store_true", help="re-summarize arms already built in --work")
