@@ -27,15 +27,15 @@ def main() -> None:
     }
     print("| member | stages | trainable params | optimizer state MB | stage FLOPs | wall s | val loss |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for name in ledgers["full"]["members"]:
+    for name in ledgers["full"].members:
         for mode, ledger in ledgers.items():
-            r = ledger["members"][name]
+            r = ledger.members[name]
             print(
-                f"| {name} | {mode} | {r['trainable_params']:,} | {r['optimizer_state_bytes'] / 1e6:.2f} | "
-                f"{r['flops_stage']:.3g} | {r['wall_time_s']:.1f} | {r['val_loss']:.4f} |"
+                f"| {name} | {mode} | {r.trainable_params:,} | {r.optimizer_state_bytes / 1e6:.2f} | "
+                f"{r.flops_stage:.3g} | {r.wall_time_s:.1f} | {r.val_loss:.4f} |"
             )
     for mode, ledger in ledgers.items():
-        print(f"{mode}: total {ledger['totals']['flops']:.4g} FLOPs, {ledger['totals']['wall_time_s']:.0f} s")
+        print(f"{mode}: total {ledger.totals['flops']:.4g} FLOPs, {ledger.totals['wall_time_s']:.0f} s")
 
 
 if __name__ == "__main__":

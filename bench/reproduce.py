@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from hf_progressive.checkpoint import read_json
+from hf_progressive.ledger import FamilyPaths, Ledger
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,21 +111,21 @@ def run_arm(work: Path, arm: str) -> None:
     from hf_progressive.builder import build_family
     from hf_progressive.report import family_consistency
 
-    out = work / arm
-    if not (out / "data" / "blocks.pt").is_file():  # the tokenizer and blocks built once, shared by every arm
-        shutil.copytree(work / "data", out / "data", dirs_exist_ok=True)
-    build_family(arm_recipe(work, arm), out, ARMS[arm][0])
-    family_consistency(out, max_blocks=256)
+    out = FamilyPaths(work / arm)
+    if not out.train_blocks.is_file():  # the tokenizer and blocks built once, shared by every arm
+        shutil.copytree(FamilyPaths(work).data, out.data, dirs_exist_ok=True)
+    build_family(arm_recipe(work, arm), out.root, ARMS[arm][0])
+    family_consistency(out.root, max_blocks=256)
 
 
 def prepare(work: Path) -> None:
     """Train the BPE and pack the corpus once, into work/data."""
-    from hf_progressive.builder import prepare_data
+    from hf_progressive.data import prepare_data
     from hf_progressive.family import plan_family
 
     recipe = arm_recipe(work, "progressive")
-    if not (work / "data" / "blocks.pt").is_file():
-        prepare_data(recipe, plan_family(recipe, "progressive"), work / "data")
+    if not FamilyPaths(work).train_blocks.is_file():
+        prepare_data(recipe, plan_family(recipe, "progressive"), FamilyPaths(work))
 
 
 def launch(work: Path, arms: list[str], jobs: int, quick: bool) -> dict[str, float]:
@@ -152,17 +153,17 @@ def summarize(work: Path, arms: list[str]) -> dict:
     """Per arm: member losses, FLOPs, savings (budget and equal loss), adjacent KL and wall time."""
     from hf_progressive.report import equal_loss_savings
 
-    base = json.loads((work / "independent" / "family.json").read_text())
+    base = Ledger.read(work / "independent")
     summary = {}
     for arm in arms:
-        ledger = json.loads((work / arm / "family.json").read_text())
-        kl = json.loads((work / arm / "consistency.json").read_text())
-        names = list(ledger["members"])
+        ledger = Ledger.read(work / arm)
+        kl = json.loads(FamilyPaths(work / arm).consistency.read_text())
+        names = list(ledger.members)
         adjacent = [p for p in kl["pairs"] if names.index(p["b"]) == names.index(p["a"]) + 1]
         summary[arm] = {
-            "val_loss": {n: r["val_loss"] for n, r in ledger["members"].items()},
-            "flops": ledger["totals"]["flops"],
-            "flops_ratio": ledger["totals"]["flops"] / base["totals"]["flops"],
+            "val_loss": {n: r.val_loss for n, r in ledger.members.items()},
+            "flops": ledger.totals["flops"],
+            "flops_ratio": ledger.totals["flops"] / base.totals["flops"],
             "equal_loss": equal_loss_savings(work / arm, work / "independent") if arm != "independent" else [],
             "adjacent_kl": [
                 {
@@ -174,8 +175,8 @@ def summarize(work: Path, arms: list[str]) -> dict:
                 for p in adjacent
             ],
             "mean_adjacent_kl": sum(p["kl_mean"] for p in adjacent) / len(adjacent),
-            "wall_time_s": ledger["totals"]["wall_time_s"],
-            "data_passes": max(r.get("data_passes", 0) for r in ledger["members"].values()),
+            "wall_time_s": ledger.totals["wall_time_s"],
+            "data_passes": max(r.data_passes for r in ledger.members.values()),
         }
     return summary
 

@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 import importlib
 
 from .configuration_llama import ProgressiveLlamaConfig
-from .errors import CheckpointError, ExpansionError
+from .errors import CheckpointError, DataError, ExpansionError, HfProgressiveError, RecipeError
 from .expansion import expand_state_dict, expand_tensor
 from .modeling_llama import ProgressiveLlamaForCausalLM
 from .plan import DEPTH_METHODS, WIDTH_METHODS, GrowthPlan
@@ -22,7 +22,6 @@ _LAZY = {
     "load_recipe": "recipe",
     "plan_family": "family",
     "Recipe": "recipe",
-    "RecipeError": "recipe",
 }
 
 
@@ -36,8 +35,10 @@ __all__ = [
     "DEPTH_METHODS",
     "WIDTH_METHODS",
     "CheckpointError",
+    "DataError",
     "ExpansionError",
     "GrowthPlan",
+    "HfProgressiveError",
     "ProgressiveLlamaConfig",
     "ProgressiveLlamaForCausalLM",
     "ProgressiveTrainer",

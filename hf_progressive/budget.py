@@ -9,7 +9,7 @@ the second term is the attention scores and weighted sum (no discount for the ca
 import math
 from dataclasses import dataclass
 
-from .errors import ExpansionError
+from .errors import RecipeError
 
 
 MODES = ("independent", "progressive", "progressive_fixed_data")
@@ -38,6 +38,13 @@ def flops_per_token(config, seq_len: int) -> int:
     return 6 * parameter_counts(config)["matmul"] + attention
 
 
+def stage_flops_per_token(flops_per_token: float, frozen: int, lora: int) -> float:
+    """Training FLOPs per token of a stage with `frozen` frozen weights and `lora` LoRA adapter weights: a frozen weight
+    still costs its forward and activation-gradient matmuls (4 per token), only its weight gradient (2) is saved; each
+    adapter weight costs a full 6. So 6 N - 2 N_frozen + 6 N_lora (+ attention, inside `flops_per_token`)."""
+    return flops_per_token - 2 * frozen + 6 * lora
+
+
 def token_budgets(params: list[int], tokens_per_param: list[float]) -> list[float]:
     """D_k = tokens_per_param_k * N_k: each member's independent (compute-optimal style) budget."""
     return [n * k for n, k in zip(params, tokens_per_param, strict=True)]
@@ -47,14 +54,14 @@ def stage_tokens(params: list[int], budgets: list[float], mode: str) -> list[flo
     """New tokens each stage trains on. independent: D_k. progressive and progressive_fixed_data: D_k - (N_{k-1} /
     N_k) D_{k-1}, so that the cumulative 6ND FLOPs after stage k equal member k's independent FLOPs 6 N_k D_k."""
     if mode not in MODES:
-        raise ExpansionError(f"mode={mode!r}: choose one of {', '.join(MODES)}.")
+        raise RecipeError(f"mode={mode!r}: choose one of {', '.join(MODES)}.")
     if mode == "independent":
         return list(budgets)
     stages = [budgets[0]]
     for k in range(1, len(budgets)):
         tokens = budgets[k] - params[k - 1] / params[k] * budgets[k - 1]
         if tokens <= 0:
-            raise ExpansionError(
+            raise RecipeError(
                 f"members[{k}]: stage {k} would train {tokens:.3g} tokens (D_k={budgets[k]:.3g} does not exceed the "
                 f"parent's share {params[k - 1] / params[k] * budgets[k - 1]:.3g}); raise its tokens_per_param."
             )
@@ -119,6 +126,7 @@ __all__ = [
     "interpolate_lr",
     "parameter_counts",
     "saving",
+    "stage_flops_per_token",
     "stage_tokens",
     "stage_windows",
     "token_budgets",

@@ -1,6 +1,6 @@
 """Hub cards for a built family: one card per member (parent as `base_model`, so the Hub's model tree links the
-family; eval results as `model-index` metadata) and one for the family, rendered from the Jinja templates in
-model_cards/ with `huggingface_hub.ModelCard`."""
+family; eval results as `model-index` metadata) and one for the family, rendered from the Jinja templates shipped in
+hf_progressive/model_cards/ with `huggingface_hub.ModelCard`. Everything they show comes from the ledger."""
 
 import json
 from pathlib import Path
@@ -8,9 +8,10 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .checkpoint import read_json
+from .ledger import FamilyPaths, Ledger
 
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "model_cards"
+TEMPLATES_DIR = Path(__file__).parent / "model_cards"
 EVAL_TASK_NAMES = {
     "hfp_gutenberg_ppl": "Gutenberg held-out perplexity (hf_progressive)",
     "hfp_gutenberg_cloze": "Gutenberg held-out cloze (hf_progressive)",
@@ -20,22 +21,19 @@ EVAL_TASK_NAMES = {
 def _template(name: str) -> str:
     path = TEMPLATES_DIR / name
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: card templates ship with the hf_progressive source tree (model_cards/); "
-            "publish from a checkout of the repository."
-        )
+        raise FileNotFoundError(f"{path}: a card template is missing from this hf_progressive install; reinstall it.")
     return str(path)
 
 
 def repo_ids(out: Path, namespace: str, prefix: str | None = None) -> dict[str, str]:
     """`{member name: "namespace/prefix-member"}` in build order (prefix defaults to the recipe name)."""
-    ledger = json.loads((out / "family.json").read_text())
-    prefix = prefix or ledger["recipe"]
-    return {name: f"{namespace}/{prefix}-{name}" for name in ledger["members"]}
+    ledger = Ledger.read(out)
+    prefix = prefix or ledger.recipe
+    return {name: f"{namespace}/{prefix}-{name}" for name in ledger.members}
 
 
-def _eval_results(member_dir: Path) -> tuple[list[EvalResult], list[dict]]:
-    data = read_json(member_dir / "eval_results.json")
+def _eval_results(eval_file: Path) -> tuple[list[EvalResult], list[dict]]:
+    data = read_json(eval_file)
     results, rows = [], []
     for task, metrics in (data or {}).get("results", {}).items():
         for metric, value in metrics.items():
@@ -55,7 +53,7 @@ def _eval_results(member_dir: Path) -> tuple[list[EvalResult], list[dict]]:
 
 
 def _neighbours(out: Path, name: str, ids: dict[str, str]) -> list[dict]:
-    result = read_json(out / "consistency.json")
+    result = read_json(FamilyPaths(out).consistency)
     rows = []
     for pair in (result or {}).get("pairs", []):
         if name in (pair["a"], pair["b"]):
@@ -74,12 +72,11 @@ def _neighbours(out: Path, name: str, ids: dict[str, str]) -> list[dict]:
 
 def member_card(out: str | Path, name: str, ids: dict[str, str], license: str = "apache-2.0") -> ModelCard:
     """The card of member `name` of the family in `out`, for the repos `ids` (member name -> repo id)."""
-    out = Path(out)
-    ledger = json.loads((out / "family.json").read_text())
-    record, member_dir = ledger["members"][name], out / "members" / name
-    growth = read_json(member_dir / "growth.json") or {}
-    parent = ids.get(record["parent"]) if record["parent"] else None
-    eval_results, eval_rows = _eval_results(member_dir)
+    paths, ledger = FamilyPaths(out), Ledger.read(out)
+    record = ledger.members[name]
+    growth = read_json(paths.growth(name)) or {}
+    parent = ids.get(record.parent) if record.parent else None
+    eval_results, eval_rows = _eval_results(paths.member_eval(name))
     data = ModelCardData(
         language="en",
         license=license,
@@ -91,25 +88,26 @@ def member_card(out: str | Path, name: str, ids: dict[str, str], license: str = 
         model_name=ids[name],
         eval_results=eval_results or None,
     )
-    config = json.loads((member_dir / "config.json").read_text())
-    recipe = ledger.get("recipe_text") or ""
+    config = json.loads((paths.member(name) / "config.json").read_text())
     return ModelCard.from_template(
         data,
         template_path=_template("member.md"),
         repo_id=ids[name],
         member=name,
-        family=ledger["recipe"],
-        params=_Obj(record["params"]),
+        family=ledger.recipe,
+        params=_Obj(record.params),
         config=_Obj(config),
         parent_repo_id=parent,
         growth=_Obj(growth),
-        record=_Obj(record),
-        mode=ledger["mode"],
+        record=_Obj(vars(record)),
+        mode=ledger.mode,
         neighbours=[_Obj(n) for n in _neighbours(out, name, ids)],
         evals=[_Obj(e) for e in eval_rows],
-        recipe_text=recipe.strip(),
-        batch_size=_recipe_value(recipe, "batch_size"),
-        seq_len=_recipe_value(recipe, "seq_len"),
+        recipe_text=(ledger.recipe_text or "").strip(),
+        batch_size=ledger.batch_size,
+        seq_len=ledger.seq_len,
+        tokenizer=ledger.tokenizer,
+        data=_Obj(ledger.data),
         versions=growth.get("versions") or _versions(),
     )
 
@@ -118,21 +116,20 @@ def family_card(out: str | Path, ids: dict[str, str], plots: list[str] = ()) -> 
     """The card of the whole family (for its own repo, or the collection's description)."""
     from .consistency import kl_matrix
 
-    out = Path(out)
-    ledger = json.loads((out / "family.json").read_text())
+    ledger = Ledger.read(out)
     members = [
         {
             "name": name,
             "repo_id": ids[name],
-            "params": r["params"]["total"],
-            "tokens": r["tokens"],
-            "parent": ids.get(r["parent"]) if r["parent"] else None,
-            "flops_cumulative": r["flops_cumulative"],
-            "val_loss": r["val_loss"],
+            "params": r.params["total"],
+            "tokens": r.tokens,
+            "parent": ids.get(r.parent) if r.parent else None,
+            "flops_cumulative": r.flops_cumulative,
+            "val_loss": r.val_loss,
         }
-        for name, r in ledger["members"].items()
+        for name, r in ledger.members.items()
     ]
-    result = read_json(out / "consistency.json")
+    result = read_json(FamilyPaths(out).consistency)
     kl_rows = []
     if result:
         for name, row in zip(result["members"], kl_matrix(result, "kl_a_b"), strict=True):
@@ -141,10 +138,10 @@ def family_card(out: str | Path, ids: dict[str, str], plots: list[str] = ()) -> 
     return ModelCard.from_template(
         data,
         template_path=_template("family.md"),
-        family=ledger["recipe"],
-        mode=ledger["mode"],
+        family=ledger.recipe,
+        mode=ledger.mode,
         members=[_Obj(m) for m in members],
-        totals=_Obj(ledger["totals"]),
+        totals=_Obj(ledger.totals),
         kl_rows=[_Obj(r) for r in kl_rows],
         kl_names=result["members"] if result else [],
         plots=list(plots),
@@ -157,12 +154,6 @@ class _Obj(dict):
     def __getattr__(self, key):
         value = self.get(key)
         return _Obj(value) if isinstance(value, dict) else value
-
-
-def _recipe_value(text: str, key: str):
-    import yaml
-
-    return (yaml.safe_load(text) or {}).get(key) if text else None
 
 
 def _versions() -> dict:

@@ -19,7 +19,7 @@ from transformers import AutoConfig, LlamaForCausalLM
 from transformers.utils import logging
 
 from .errors import CheckpointError
-from .keys import TIED_KEYS, TOKENIZER_FILES
+from .keys import TOKENIZER_FILES, tied_keys
 
 
 SINGLE_FILE, INDEX_FILE = "model.safetensors", "model.safetensors.index.json"
@@ -108,9 +108,8 @@ def load_state_dict(path: str | os.PathLike, config=None) -> dict[str, torch.Ten
     state_dict: dict[str, torch.Tensor] = {}
     for file in weight_files(path):
         state_dict.update(load_file(file))
-    if config.tie_word_embeddings:
-        for key, target in TIED_KEYS.items():
-            state_dict.setdefault(key, state_dict[target])
+    for key, owner in tied_keys(config).items():
+        state_dict.setdefault(key, state_dict[owner])
     return state_dict
 
 

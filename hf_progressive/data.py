@@ -14,7 +14,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from transformers.utils import logging
 
 from .budget import Window
-from .recipe import DataSpec, Recipe, RecipeError
+from .errors import DataError, RecipeError
+from .recipe import DataSpec, Recipe
 
 
 logger = logging.get_logger(__name__)
@@ -45,36 +46,36 @@ def iter_texts(spec: DataSpec, split: str) -> Iterator[str]:
         source = str(EMBEDDED[split])
     builder, files = _builder(source), glob.glob(source)
     if builder is None and files:
-        raise RecipeError(
+        raise DataError(
             f"data.{split}={source!r}: a local file of unknown format; use .txt, .jsonl, .json, .csv or .parquet "
             "(optionally .gz)."
         )
     if builder is not None:
         if not files:
-            raise RecipeError(f"data.{split}={source!r}: no such file.")
+            raise DataError(f"data.{split}={source!r}: no such file.")
         if all(os.path.getsize(f) == 0 for f in files):
-            raise RecipeError(f"data.{split}={source!r}: empty; point it at a non-empty text corpus.")
+            raise DataError(f"data.{split}={source!r}: empty; point it at a non-empty text corpus.")
         dataset = _load_local(builder, source, split)
     else:  # a Hub dataset id
         hub_split = spec.hub_split if split == "train" else "validation"
         try:
             dataset = datasets.load_dataset(source, split=hub_split, streaming=True)
         except Exception as error:
-            raise RecipeError(
+            raise DataError(
                 f"data.{split}={source!r}: not a local file and not loadable from the Hub ({type(error).__name__})."
             ) from None
     field = spec.text_field if builder != "text" else "text"
     documents = 0
     for row in dataset:
         if field not in row:
-            raise RecipeError(f"data.text_field={field!r}: not a column of {source} (columns: {', '.join(row)}).")
+            raise DataError(f"data.text_field={field!r}: not a column of {source} (columns: {', '.join(row)}).")
         if not isinstance(row[field], str):
             kind = type(row[field]).__name__
-            raise RecipeError(f"data.{split}={source!r}: column {field!r} holds {kind}, not text.")
+            raise DataError(f"data.{split}={source!r}: column {field!r} holds {kind}, not text.")
         documents += 1
         yield row[field]
     if not documents:
-        raise RecipeError(f"data.{split}={source!r}: holds no documents; point it at a non-empty text corpus.")
+        raise DataError(f"data.{split}={source!r}: holds no documents; point it at a non-empty text corpus.")
 
 
 def _load_local(builder: str, source: str, split: str):
@@ -88,7 +89,7 @@ def _load_local(builder: str, source: str, split: str):
         return datasets.load_dataset(builder, data_files=source, split="train")
     except Exception as error:  # empty file, not JSON, wrong encoding, ...
         reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-        raise RecipeError(
+        raise DataError(
             f"data.{split}={source!r}: cannot be read as {builder} ({reason}); give a text, JSONL, JSON, CSV or "
             "parquet corpus."
         ) from None
@@ -162,8 +163,55 @@ def pack(texts: Iterator[str], tokenizer, seq_len: int, max_blocks: int | None =
             break
     n_blocks = len(ids) // seq_len if limit is None else min(len(ids) // seq_len, max_blocks)
     if n_blocks == 0:
-        raise RecipeError(f"data: the corpus holds {len(ids)} tokens, less than one block of seq_len={seq_len}.")
+        raise DataError(f"data: the corpus holds {len(ids)} tokens, less than one block of seq_len={seq_len}.")
     return torch.tensor(ids[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
+
+
+def prepare_data(recipe: Recipe, plan, paths) -> tuple:
+    """`(tokenizer, training blocks, validation examples)` for building `plan` (a `family.FamilyPlan`) into the
+    family folder `paths` (`ledger.FamilyPaths`): built once by the main process (the others wait), cached in
+    OUT/data, read by every process."""
+    from .trainer import process_state
+
+    state = process_state()
+    with state.main_process_first():
+        if not paths.train_blocks.is_file() and state.is_main_process:
+            _build_data(recipe, plan, paths)
+        tokenizer = AutoTokenizer.from_pretrained(paths.tokenizer)
+        check_tokenizer(tokenizer, recipe.vocab_size)
+        blocks = torch.load(paths.train_blocks, weights_only=True)
+        validation = torch.load(paths.validation_blocks, weights_only=True)
+    return tokenizer, blocks, [{"input_ids": row, "labels": row} for row in validation]
+
+
+def _build_data(recipe: Recipe, plan, paths) -> None:
+    from .checkpoint import atomic_output_dir
+
+    tokenizer = get_tokenizer(recipe)
+    needed = max(max(end for _, end in m.window.spans()) for m in plan.members)  # blocks any stage reads
+    blocks = pack(iter_texts(recipe.data, "train"), tokenizer, recipe.seq_len, needed)
+    if len(blocks) < needed:
+        logger.warning(
+            f"the corpus holds {len(blocks)} blocks of {recipe.seq_len} tokens but the plan reads "
+            f"{needed}: stages wrap around and repeat data (data_passes in the ledger says how much)"
+        )
+    validation = pack(iter_texts(recipe.data, "validation"), tokenizer, recipe.seq_len, recipe.data.validation_blocks)
+    with atomic_output_dir(paths.data, overwrite=True) as tmp:
+        tokenizer.save_pretrained(tmp / paths.tokenizer.relative_to(paths.data))
+        torch.save(blocks, tmp / paths.train_blocks.relative_to(paths.data))
+        torch.save(validation, tmp / paths.validation_blocks.relative_to(paths.data))
+
+
+def held_out_blocks(tokenizer_dir: Path, source: str, seq_len: int, max_blocks: int) -> torch.Tensor:
+    """Up to `max_blocks` blocks of `seq_len` tokens from held-out text file(s) `source` (txt/jsonl/parquet, globs),
+    tokenized with the tokenizer saved in `tokenizer_dir`."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    return pack(iter_texts(DataSpec(validation=source), "validation"), tokenizer, seq_len, max_blocks)
+
+
+def validation_blocks(paths) -> torch.Tensor:
+    """The family's held-out blocks `(n, seq_len)` as prepare_data cached them (`paths`: `ledger.FamilyPaths`)."""
+    return torch.load(paths.validation_blocks, weights_only=True)
 
 
 class BlockWindow(torch.utils.data.Dataset):
@@ -194,4 +242,15 @@ class BlockWindow(torch.utils.data.Dataset):
         return {"input_ids": block, "labels": block}
 
 
-__all__ = ["BlockWindow", "EMBEDDED", "check_tokenizer", "get_tokenizer", "iter_texts", "pack", "train_bpe"]
+__all__ = [
+    "BlockWindow",
+    "EMBEDDED",
+    "check_tokenizer",
+    "get_tokenizer",
+    "held_out_blocks",
+    "iter_texts",
+    "pack",
+    "prepare_data",
+    "train_bpe",
+    "validation_blocks",
+]

@@ -1,13 +1,14 @@
 """The demo behind `make demo` / `hf-progressive demo`: save a tiny random Llama (every weight perturbed, so nothing
 passes by accident), grow it through the real `expand` path with every operator, and tabulate the preservation."""
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.utils.logging import disable_progress_bar
 
-from .cli import ExpandArguments, expand, format_report
+from .grow import GrowArguments, format_growth, grow_checkpoint
 
 
 TINY = dict(
@@ -30,6 +31,15 @@ METHODS = (
 )
 
 
+@dataclass
+class DemoArguments:
+    """Options of `hf-progressive demo`."""
+
+    out: str | None = field(
+        default=None, metadata={"help": "Keep the checkpoints here (default: a temporary directory)."}
+    )
+
+
 def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
     """A tiny Llama whose every parameter (norm gains included) is random."""
     torch.manual_seed(seed)
@@ -48,10 +58,10 @@ def run_demo(out: Path) -> str:
     details, rows = [], [f"{'method':<30}{'preserving':>11}{'max|dlogit|':>13}{'KL':>11}{'params':>10}"]
     for method in METHODS:
         sizes = HYPERCLONING_TARGET if method.startswith("hypercloning") else TARGET
-        args = ExpandArguments(method=method, overwrite=True, **sizes)
-        growth = expand(str(small_dir), str(out / method.replace("+", "-")), args, progress=False)
+        args = GrowArguments(method=method, overwrite=True, **sizes)
+        growth = grow_checkpoint(str(small_dir), str(out / method.replace("+", "-")), args, progress=False)
         report, plan = growth["preservation"], growth["plan"]
-        details.append(format_report(growth))
+        details.append(format_growth(growth))
         rows.append(
             f"{method:<30}{'yes' if plan['function_preserving'] else 'no':>11}"
             f"{report['max_abs_logit_diff']:>13.2e}{report['kl']:>11.2e}{growth['num_parameters']['grown']:>10,}"
@@ -59,4 +69,4 @@ def run_demo(out: Path) -> str:
     return "\n\n".join(details + ["\n".join(rows)])
 
 
-__all__ = ["run_demo", "tiny_llama"]
+__all__ = ["DemoArguments", "run_demo", "tiny_llama"]

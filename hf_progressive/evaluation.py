@@ -3,17 +3,17 @@ offline tasks registered automatically (hf_progressive/lm_eval_tasks, passed as 
 to `<member>/eval_results.json` and `OUT/eval_results.json` (the family table). lm-eval is imported lazily: it is the
 `eval` extra."""
 
-import json
 from pathlib import Path
 
 import torch
 
 from .checkpoint import write_json
+from .errors import CheckpointError
+from .ledger import EVAL_FILE, FamilyPaths, Ledger, is_family
 
 
 TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
 OFFLINE_TASKS = ("hfp_gutenberg_ppl", "hfp_gutenberg_cloze")
-EVAL_FILE = "eval_results.json"
 
 
 def evaluate_member(
@@ -55,19 +55,18 @@ def _metrics(values: dict) -> dict:
 
 def member_dirs(out: str | Path) -> list[Path]:
     """The members of a built family, in ledger (build) order."""
-    out = Path(out)
-    ledger = out / "family.json"
-    names = list(json.loads(ledger.read_text())["members"]) if ledger.is_file() else []
-    return [out / "members" / name for name in names if (out / "members" / name / "config.json").is_file()]
+    paths = FamilyPaths(out)
+    names = list(Ledger.read(out).members) if is_family(out) else []
+    return [paths.member(name) for name in names if paths.is_saved(name)]
 
 
 def evaluate_family(out: str | Path, tasks=OFFLINE_TASKS, limit: int | None = None, batch_size: int = 8) -> dict:
     """Evaluate every member of the family in `out`; writes and returns `OUT/eval_results.json`."""
     members = member_dirs(out)
     if not members:
-        raise FileNotFoundError(f"{out}: no built members (family.json lists none); run build-family first.")
+        raise CheckpointError(f"{out}: no built members (the ledger lists none); run build-family first.")
     table = {member.name: evaluate_member(member, tasks, limit, batch_size) for member in members}
-    write_json(Path(out) / EVAL_FILE, {"tasks": list(tasks), "limit": limit, "members": table})
+    write_json(FamilyPaths(out).eval_results, {"tasks": list(tasks), "limit": limit, "members": table})
     return table
 
 

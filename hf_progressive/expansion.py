@@ -21,17 +21,20 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .keys import TIED_KEYS, TensorSpec, expected_keys, layer_key, rows_per_unit, split_layer_key, tensor_spec
+from .keys import (
+    TensorSpec,
+    expected_keys,
+    layer_key,
+    rows_per_unit,
+    split_layer_key,
+    storage_key,
+    tensor_spec,
+)
 from .plan import FRESH, PER_LAYER_AXES, GrowthPlan
 
 
 StateDict = dict[str, torch.Tensor]
 Loader = Callable[[str], torch.Tensor]
-
-
-def _owner(key: str, plan: GrowthPlan) -> str:
-    """The key that holds tensor `key`'s values: a tied `lm_head.weight` is the embedding."""
-    return TIED_KEYS[key] if plan.dst.tie_word_embeddings and key in TIED_KEYS else key
 
 
 def tensor_generator(seed: int, key: str) -> torch.Generator:
@@ -52,7 +55,7 @@ def source_keys(key: str, plan: GrowthPlan) -> tuple[str, str | None]:
 @torch.no_grad()
 def expand_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
     """The grown tensor `key` (a key of `LlamaForCausalLM(plan.dst)`), computed from the tensors `load` returns."""
-    key = _owner(key, plan)
+    key = storage_key(key, plan.dst)
     spec, (source, donor) = tensor_spec(key), source_keys(key, plan)
     generator = tensor_generator(plan.seed, key)
     loaded = load(source)
@@ -68,17 +71,17 @@ def expand_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
 def expand_state_dict(state_dict: StateDict, plan: GrowthPlan, progress: bool = False) -> StateDict:
     """Grow a whole state dict in memory (the input is left untouched). Keys and shapes are exactly those of
     `LlamaForCausalLM(plan.dst).state_dict()`; tied keys share one tensor."""
-    missing = [key for key in expected_keys(plan.src) if key not in state_dict and key not in TIED_KEYS]
+    missing = [key for key in expected_keys(plan.src) if storage_key(key, plan.src) not in state_dict]
     if missing:
         raise KeyError(f"the source state dict lacks {len(missing)} Llama tensors, e.g. {missing[:3]}")
 
     def load(key: str) -> torch.Tensor:
-        return state_dict[key] if key in state_dict else state_dict[TIED_KEYS[key]]
+        return state_dict[key] if key in state_dict else state_dict[storage_key(key, plan.src)]
 
     grown: StateDict = {}
     for key in tqdm(expected_keys(plan.dst), desc="expanding", unit="tensor", disable=not progress):
-        tied_to = TIED_KEYS.get(key) if plan.dst.tie_word_embeddings else None
-        grown[key] = grown[tied_to] if tied_to in grown else expand_tensor(key, load, plan)
+        owner = storage_key(key, plan.dst)
+        grown[key] = grown[owner] if owner in grown else expand_tensor(key, load, plan)
     return grown
 
 
@@ -86,7 +89,7 @@ def expand_state_dict(state_dict: StateDict, plan: GrowthPlan, progress: bool = 
 def carry_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
     """Optimizer state (AdamW moments) for grown parameter `key`: inherited entries keep their source's value,
     gathered through the same index maps and layer map as the weights (no rescaling); new entries start at zero."""
-    key = _owner(key, plan)
+    key = storage_key(key, plan.dst)
     spec, (source, _) = tensor_spec(key), source_keys(key, plan)
     out = load(source)
     for dim, (axis, _role) in enumerate(spec.axes):
@@ -96,11 +99,27 @@ def carry_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
     return torch.where(new_entries(key, plan).to(out.device), torch.zeros((), dtype=out.dtype), out).contiguous()
 
 
+def carry_state_dict(state: dict[str, dict], plan: GrowthPlan) -> dict[str, dict]:
+    """AdamW state for every parameter of the grown model (`{name: {"step", "exp_avg", "exp_avg_sq"}}`, as
+    `trainer.optimizer_state_by_name` writes it), mapped from the parent's `state` with `carry_tensor`. Parameters
+    whose source has no state (frozen in the parent's stage) are left out; tied aliases appear once, as their
+    storage key, as in `named_parameters()`."""
+    carried = {}
+    for key in expected_keys(plan.dst):
+        source = source_keys(storage_key(key, plan.dst), plan)[0]
+        if storage_key(key, plan.dst) != key or source not in state:
+            continue
+        step = state[source]["step"]
+        moments = {m: carry_tensor(key, lambda k, m=m: state[k][m], plan) for m in ("exp_avg", "exp_avg_sq")}
+        carried[key] = {"step": step.clone() if torch.is_tensor(step) else step, **moments}
+    return carried
+
+
 def new_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
     """Boolean mask over grown tensor `key`: True where the entry is new (fresh, a later copy, AKI-sourced, or in a
     layer that is not the first copy of its old layer), False where it is the old entry carried over (possibly
     rescaled, as RMSNorm gains are)."""
-    key = _owner(key, plan)
+    key = storage_key(key, plan.dst)
     spec, (layer, _) = tensor_spec(key), split_layer_key(key)
     per_axis = []
     for axis, _role in spec.axes:
@@ -228,8 +247,9 @@ def _widen_gain(gain: torch.Tensor, plan: GrowthPlan) -> torch.Tensor:
 __all__ = [
     "Loader",
     "StateDict",
-    "expand_state_dict",
+    "carry_state_dict",
     "carry_tensor",
+    "expand_state_dict",
     "expand_tensor",
     "new_entries",
     "source_keys",

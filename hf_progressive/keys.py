@@ -54,6 +54,19 @@ GLOBAL_TENSORS: dict[str, TensorSpec] = {
 # key -> the key it shares storage with when `tie_word_embeddings` is true
 TIED_KEYS: dict[str, str] = {"lm_head.weight": "model.embed_tokens.weight"}
 
+
+
+def storage_key(key: str, config) -> str:
+    """The key whose tensor holds `key`'s values in a model of `config`: with `tie_word_embeddings`, `lm_head.weight`
+    is stored as (and grows as) the input embedding; every other key is its own storage."""
+    return TIED_KEYS[key] if key in TIED_KEYS and getattr(config, "tie_word_embeddings", False) else key
+
+
+def tied_keys(config) -> dict[str, str]:
+    """`{alias: storage key}` for the keys a model of `config` ties (empty when nothing is tied)."""
+    return {key: storage_key(key, config) for key in TIED_KEYS if storage_key(key, config) != key}
+
+
 # files copied verbatim from a source checkpoint into an expanded one (tokenizer and friends)
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -128,5 +141,7 @@ __all__ = [
     "layer_key",
     "rows_per_unit",
     "split_layer_key",
+    "storage_key",
     "tensor_spec",
+    "tied_keys",
 ]

@@ -13,7 +13,7 @@ from .checkpoint import load_model, model_from_state_dict, write_json
 from .configuration_llama import ProgressiveLlamaConfig
 from .errors import ExpansionError
 from .expansion import expand_state_dict, new_entries, source_keys
-from .keys import TIED_KEYS, expected_keys
+from .keys import expected_keys, storage_key
 from .plan import DEFAULT_WIDTH, GrowthPlan
 from .verification import check_preservation, verify_expansion
 
@@ -43,6 +43,7 @@ class ProgressiveLlamaForCausalLM(LlamaForCausalLM):
 
     config_class = ProgressiveLlamaConfig
     growth: dict | None = None
+    growth_plan: GrowthPlan | None = None  # the resolved plan `from_smaller` grew with (index maps, layer map)
 
     @classmethod
     def from_smaller(
@@ -78,7 +79,7 @@ class ProgressiveLlamaForCausalLM(LlamaForCausalLM):
         big = model_from_state_dict(cls, _target_config(plan, small), state_dict)
         big.generation_config = small.generation_config
         report = verify_expansion(small, big) if verify else None
-        big.growth = growth_record(small, plan, report)
+        big.growth, big.growth_plan = growth_record(small, plan, report), plan
         if strict and report is not None and plan.function_preserving:
             check_preservation(report, big.dtype)
         return big
@@ -127,7 +128,7 @@ def streaming_growth_record(parent: str, plan: GrowthPlan) -> dict:
     for key in expected_keys(plan.dst):
         source, donor = source_keys(key, plan)
         sources[key] = {"from": source} | ({"donor": donor} if donor else {})
-        new += int(new_entries(key, plan).sum()) if not (plan.dst.tie_word_embeddings and key in TIED_KEYS) else 0
+        new += int(new_entries(key, plan).sum()) if storage_key(key, plan.dst) == key else 0
     return {
         "parent": parent,
         "operator": f"{plan.width_method}+{plan.depth_method}",

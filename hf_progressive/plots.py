@@ -47,9 +47,10 @@ def _grouped_bars(axis, runs: dict[str, dict[str, float]], ylabel: str) -> None:
     axis.legend(fontsize=7)
 
 
-def plot_val_loss(ledgers: dict[str, dict]) -> plt.Figure:
+def plot_val_loss(ledgers: dict) -> plt.Figure:
+    """Final validation loss per member, one bar group per member and one bar per run (`{label: Ledger}`)."""
     figure, axis = plt.subplots(figsize=(7, 4))
-    runs = {label: {n: r["val_loss"] for n, r in ledger["members"].items()} for label, ledger in ledgers.items()}
+    runs = {label: {n: r.val_loss for n, r in ledger.members.items()} for label, ledger in ledgers.items()}
     _grouped_bars(axis, runs, "validation loss")
     axis.set_title("Final validation loss per member")
     return figure

@@ -9,16 +9,12 @@ from pathlib import Path
 import yaml
 
 from .budget import MODES
-from .errors import ExpansionError
+from .errors import ExpansionError, RecipeError
 from .plan import parse_method
 
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 SIZE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
-
-
-class RecipeError(ExpansionError):
-    """A recipe that cannot be built (unknown field, bad value, sizes that do not grow, ...)."""
 
 
 @dataclass

@@ -11,32 +11,36 @@ import torch
 
 from .checkpoint import load_model, read_json, write_atomic, write_json
 from .consistency import consistency
+from .data import held_out_blocks, validation_blocks
+from .ledger import FamilyPaths, Ledger
 from .modeling_llama import ProgressiveLlamaForCausalLM
 
 
-CONSISTENCY_FILE, EVAL_FILE, REPORT_FILE = "consistency.json", "eval_results.json", "report.md"
-
-
 def family_consistency(
-    out: str | Path, blocks: torch.Tensor | None = None, pairs: str = "all", max_blocks: int = 64, batch_size: int = 8
+    out: str | Path,
+    blocks: torch.Tensor | None = None,
+    pairs: str = "all",
+    max_blocks: int = 64,
+    batch_size: int = 8,
+    data: str | None = None,
 ) -> dict:
-    """KL between the members of `out` on held-out blocks (default: the family's own validation blocks);
-    writes OUT/consistency.json."""
-    out = Path(out)
-    ledger = json.loads((out / "family.json").read_text())
-    if blocks is None:
-        blocks = torch.load(out / "data" / "validation.pt", weights_only=True)
-    models = {name: load_model(out / "members" / name, ProgressiveLlamaForCausalLM) for name in ledger["members"]}
+    """KL between the members of `out` on held-out blocks: `blocks`, or text file(s) `data` packed with the family's
+    tokenizer, or by default the family's own validation blocks; writes OUT/consistency.json."""
+    paths, ledger = FamilyPaths(out), Ledger.read(out)
+    if data is not None:
+        blocks = held_out_blocks(paths.tokenizer, data, ledger.seq_len, max_blocks)
+    blocks = validation_blocks(paths) if blocks is None else blocks
+    models = {name: load_model(paths.member(name), ProgressiveLlamaForCausalLM) for name in ledger.members}
     result = consistency(models, blocks[:max_blocks], batch_size=batch_size, pairs=pairs, progress=True)
-    write_json(out / CONSISTENCY_FILE, result)
+    write_json(paths.consistency, result)
     return result
 
 
 def curves(out: Path) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """Per member: `train` and `eval` as (cumulative FLOPs, loss) points from its training log."""
-    result = {}
-    for name in json.loads((out / "family.json").read_text())["members"]:
-        history = json.loads((out / "members" / name / "training_log.json").read_text())["log_history"]
+    paths, result = FamilyPaths(out), {}
+    for name in Ledger.read(out).members:
+        history = json.loads(paths.training_log(name).read_text())["log_history"]
         result[name] = {
             kind: [(e["cumulative_flops"], e[key]) for e in history if key in e and "cumulative_flops" in e]
             for kind, key in (("train", "loss"), ("eval", "eval_loss"))
@@ -47,22 +51,22 @@ def curves(out: Path) -> dict[str, dict[str, list[tuple[float, float]]]]:
 def equal_loss_savings(out: Path, baseline: Path) -> list[dict]:
     """For each member: the baseline member's final validation loss, the FLOPs the baseline spent on it, and the
     cumulative FLOPs at which this run's member first reached that loss (None: not reached)."""
-    ours, theirs = read_json(out / "family.json"), read_json(baseline / "family.json")
+    ours, theirs = Ledger.read(out), Ledger.read(baseline)
     ours_curves = curves(out)
     rows = []
-    for name, record in ours["members"].items():
-        base = theirs["members"].get(name)
+    for name, record in ours.members.items():
+        base = theirs.members.get(name)
         if base is None:
             continue
-        reached = next((flops for flops, loss in ours_curves[name]["eval"] if loss <= base["val_loss"]), None)
+        reached = next((flops for flops, loss in ours_curves[name]["eval"] if loss <= base.val_loss), None)
         rows.append(
             {
                 "member": name,
-                "target_loss": base["val_loss"],
-                "final_loss": record["val_loss"],
-                "baseline_flops": base["flops_stage"],
+                "target_loss": base.val_loss,
+                "final_loss": record.val_loss,
+                "baseline_flops": base.flops_stage,
                 "flops_to_target": reached,
-                "saving": None if reached is None else 1 - reached / base["flops_stage"],
+                "saving": None if reached is None else 1 - reached / base.flops_stage,
             }
         )
     return rows
@@ -80,17 +84,18 @@ def write_report(
     report_dir = Path(report_dir or out)
     paths = [out, *(Path(p) for p in others or []), *([Path(baseline)] if baseline else [])]
     runs = {_label(path): path for path in paths}
-    for path in runs.values():
-        if not (path / CONSISTENCY_FILE).is_file():
-            family_consistency(path)
+    family = {label: FamilyPaths(path) for label, path in runs.items()}
+    for paths in family.values():
+        if not paths.consistency.is_file():
+            family_consistency(paths.root)
     from .plots import plot_eval, plot_kl, plot_loss_vs_flops, plot_val_loss
 
     plots = {
         "loss_vs_flops.png": plot_loss_vs_flops({label: curves(path) for label, path in runs.items()}),
-        "val_loss.png": plot_val_loss({label: read_json(path / "family.json") for label, path in runs.items()}),
-        "kl_heatmap.png": plot_kl({label: read_json(path / CONSISTENCY_FILE) for label, path in runs.items()}),
+        "val_loss.png": plot_val_loss({label: Ledger.read(path) for label, path in runs.items()}),
+        "kl_heatmap.png": plot_kl({label: read_json(paths.consistency) for label, paths in family.items()}),
     }
-    evals = {label: read_json(path / EVAL_FILE) for label, path in runs.items() if (path / EVAL_FILE).is_file()}
+    evals = {label: read_json(p.eval_results) for label, p in family.items() if p.eval_results.is_file()}
     if evals:
         plots["eval.png"] = plot_eval({label: e["members"] for label, e in evals.items()})
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -100,13 +105,14 @@ def write_report(
 
     equal = {_label(p): equal_loss_savings(p, Path(baseline)) for p in paths[:-1]} if baseline else {}
     text = render(out, runs, evals, list(plots), equal)
-    write_atomic(report_dir / REPORT_FILE, lambda handle: handle.write(text.encode()))
-    return report_dir / REPORT_FILE
+    report = FamilyPaths(report_dir).report
+    write_atomic(report, lambda handle: handle.write(text.encode()))
+    return report
 
 
 def _label(path: Path) -> str:
-    ledger = read_json(path / "family.json")
-    return ledger["mode"] if path.name == ledger["mode"] else f"{ledger['mode']} ({path.name})"
+    mode = Ledger.read(path).mode
+    return mode if path.name == mode else f"{mode} ({path.name})"
 
 
 __all__ = ["curves", "equal_loss_savings", "family_consistency", "write_report"]

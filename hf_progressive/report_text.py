@@ -6,13 +6,10 @@ from pathlib import Path
 
 from .consistency import kl_matrix
 from .evaluation import metric_columns
+from .ledger import FamilyPaths, Ledger
 
 
-def _ledger(path: Path) -> dict:
-    return json.loads((path / "family.json").read_text())
-
-
-def _members_table(label: str, ledger: dict) -> list[str]:
+def _members_table(label: str, ledger: Ledger) -> list[str]:
     lines = [
         f"**{label}**",
         "",
@@ -20,13 +17,13 @@ def _members_table(label: str, ledger: dict) -> list[str]:
         "cumulative FLOPs | wall s | train loss | val loss |",
         "| --- | --- | --- |" + " ---: |" * 9,
     ]
-    for name, r in ledger["members"].items():
+    for name, r in ledger.members.items():
         lines.append(
-            f"| {name} | {r['parent'] or '-'} | {r.get('train_inherited', 'full') if r['parent'] else '-'} | "
-            f"{r['params']['total']:,} | {r.get('trainable_params', r['params']['total']):,} | "
-            f"{r.get('optimizer_state_bytes', 0) / 1e6:.2f} | {r['tokens']:,} | {r['flops_stage']:.3g} | "
-            f"{r['flops_cumulative']:.3g} | {r['wall_time_s']:.1f} | {r['final_train_loss']:.4f} | "
-            f"{r['val_loss']:.4f} |"
+            f"| {name} | {r.parent or '-'} | {r.train_inherited if r.parent else '-'} | "
+            f"{r.params['total']:,} | {r.trainable_params:,} | "
+            f"{r.optimizer_state_bytes / 1e6:.2f} | {r.tokens:,} | {r.flops_stage:.3g} | "
+            f"{r.flops_cumulative:.3g} | {r.wall_time_s:.1f} | {r.final_train_loss:.4f} | "
+            f"{r.val_loss:.4f} |"
         )
     return [*lines, ""]
 
@@ -39,15 +36,15 @@ def _compute(runs: dict[str, Path]) -> list[str]:
         "| --- | ---: | ---: | ---: |",
     ]
     for label, path in runs.items():
-        ledger = _ledger(path)
-        totals = ledger["totals"]
-        saving = "(baseline)" if ledger["mode"] == "independent" else f"{totals['saving']:.1%}"
+        ledger = Ledger.read(path)
+        totals = ledger.totals
+        saving = "(baseline)" if ledger.mode == "independent" else f"{totals['saving']:.1%}"
         lines.append(f"| {label} | {totals['flops']:.4g} | {totals['flops_independent']:.4g} | {saving} |")
     *others, (base, base_path) = runs.items()
-    measured = _ledger(base_path)["totals"]["flops"]
+    measured = Ledger.read(base_path).totals["flops"]
     lines.append("")
     for label, path in others:  # measured against the last run (the baseline)
-        spent = _ledger(path)["totals"]["flops"]
+        spent = Ledger.read(path).totals["flops"]
         lines.append(
             f"Measured: {label} spent {spent:.4g} FLOPs, {base} {measured:.4g}: {1 - spent / measured:.1%} less."
         )
@@ -82,7 +79,7 @@ def _consistency(runs: dict[str, Path]) -> list[str]:
         "",
     ]
     for label, path in runs.items():
-        result = json.loads((path / "consistency.json").read_text())
+        result = json.loads(FamilyPaths(path).consistency.read_text())
         names = result["members"]
         lines += [
             f"**{label}**, {result['tokens']:,} tokens, KL(row ‖ column):",
@@ -122,28 +119,28 @@ def _evals(evals: dict[str, dict]) -> list[str]:
     return lines
 
 
-def format_ledger(ledger: dict) -> str:
+def format_ledger(ledger: Ledger) -> str:
     """The table `hf-progressive build-family` prints at the end."""
     lines = [
-        f"{ledger['recipe']} ({ledger['mode']}):",
+        f"{ledger.recipe} ({ledger.mode}):",
         f"{'member':<16}{'parent':<16}{'steps':>6}{'tokens':>10}{'FLOPs':>11}{'cum FLOPs':>11}{'wall s':>8}"
         f"{'train':>8}{'val':>8}{'passes':>7}",
     ]
-    for name, r in ledger["members"].items():
+    for name, r in ledger.members.items():
         lines.append(
-            f"{name:<16}{r['parent'] or '-':<16}{r['steps']:>6}{r['tokens']:>10,}{r['flops_stage']:>11.3g}"
-            f"{r['flops_cumulative']:>11.3g}{r['wall_time_s']:>8.1f}{r['final_train_loss']:>8.3f}"
-            f"{r['val_loss']:>8.3f}{r['data_passes']:>7.2f}"
+            f"{name:<16}{r.parent or '-':<16}{r.steps:>6}{r.tokens:>10,}{r.flops_stage:>11.3g}"
+            f"{r.flops_cumulative:>11.3g}{r.wall_time_s:>8.1f}{r.final_train_loss:>8.3f}"
+            f"{r.val_loss:>8.3f}{r.data_passes:>7.2f}"
         )
-    totals = ledger["totals"]
+    totals = ledger.totals
     lines.append(
         f"total {totals['flops']:.3g} FLOPs, {totals['tokens']:,} tokens, {totals['wall_time_s']:.0f} s; "
         f"independent training of the same members: {totals['flops_independent']:.3g} FLOPs "
         f"(saving {totals['saving']:.1%})"
     )
-    if ledger.get("max_steps"):
+    if ledger.max_steps:
         lines.append(
-            f"NOTE: stages were capped at {ledger['max_steps']} steps, so the saving above compares against "
+            f"NOTE: stages were capped at {ledger.max_steps} steps, so the saving above compares against "
             "full independent budgets and means nothing."
         )
     lines.append("passes > 1: the stage read past the end of the corpus and repeated data.")
@@ -151,9 +148,9 @@ def format_ledger(ledger: dict) -> str:
 
 
 def render(out: Path, runs: dict[str, Path], evals: dict, plots: list[str], equal_loss: dict[str, list[dict]]) -> str:
-    ledger = _ledger(out)
+    ledger = Ledger.read(out)
     lines = [
-        f"# Family report: {ledger['recipe']}",
+        f"# Family report: {ledger.recipe}",
         "",
         f"Modes: {', '.join(runs)}. Generated by `hf-progressive report`.",
         "",
@@ -161,7 +158,7 @@ def render(out: Path, runs: dict[str, Path], evals: dict, plots: list[str], equa
         "",
     ]
     for label, path in runs.items():
-        lines += _members_table(label, _ledger(path))
+        lines += _members_table(label, Ledger.read(path))
     lines += _compute(runs)
     for label, rows in equal_loss.items():
         lines += _equal_loss(label, rows)
@@ -169,10 +166,10 @@ def render(out: Path, runs: dict[str, Path], evals: dict, plots: list[str], equa
     if evals:
         lines += _evals(evals)
     lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots]
-    if ledger.get("max_steps"):
+    if ledger.max_steps:
         lines += [
             "",
-            f"NOTE: stages were capped at {ledger['max_steps']} steps (a smoke run): compute savings by "
+            f"NOTE: stages were capped at {ledger.max_steps} steps (a smoke run): compute savings by "
             "budget compare against full budgets and mean nothing.",
         ]
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ from .checkpoint import (
     write_json,
 )
 from .expansion import expand_tensor
-from .keys import TIED_KEYS, expected_keys
+from .keys import expected_keys, storage_key
 from .plan import DEFAULT_WIDTH, GrowthPlan
 
 
@@ -58,12 +58,12 @@ class LazyCheckpoint:
             header.pop("__metadata__", None)
             for key, entry in header.items():
                 self.entries[key] = (handle, 8 + header_len, entry)
-        self.tied = bool(config.tie_word_embeddings)
+        self.config = config
         self.dtype = TORCH_DTYPES[next(iter(self.entries.values()))[2]["dtype"]]
 
     def __call__(self, key: str) -> torch.Tensor:
-        if key not in self.entries and self.tied and key in TIED_KEYS:
-            key = TIED_KEYS[key]
+        if key not in self.entries:
+            key = storage_key(key, self.config)
         handle, base, entry = self.entries[key]
         begin, end = entry["data_offsets"]
         buffer = torch.empty(end - begin, dtype=torch.uint8)
@@ -76,7 +76,7 @@ def _target_shapes(plan: GrowthPlan) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         model = LlamaForCausalLM(LlamaConfig.from_dict(plan.dst.to_dict()))
     shapes = {key: tuple(t.shape) for key, t in model.state_dict().items()}
-    keys = [k for k in expected_keys(plan.dst) if not (plan.dst.tie_word_embeddings and k in TIED_KEYS)]
+    keys = [k for k in expected_keys(plan.dst) if storage_key(k, plan.dst) == k]  # a tied alias is not stored
     return {key: shapes[key] for key in keys}
 
 
@@ -140,9 +140,17 @@ def expand_checkpoint(
     source_config = read_config(src)
     weight_files(src)  # a missing or truncated source fails before anything is written
     plan = GrowthPlan.from_configs(source_config, target_config, method, seed, noise_std, inserted_layers)
+    with atomic_output_dir(dst_dir, overwrite) as tmp:
+        write_expansion(src, tmp, plan, max_shard_size, progress)
+    return Path(dst_dir)
+
+
+def write_expansion(src: Path, out: Path, plan: GrowthPlan, max_shard_size: str | int = "5GB", progress=True) -> None:
+    """Stream the checkpoint `plan` grows from `src` into the existing, empty folder `out` (weights in shards, config,
+    generation config, tokenizer files, growth.json without a preservation report); callers make it atomic."""
     shapes = _target_shapes(plan)
-    with atomic_output_dir(dst_dir, overwrite) as tmp, ExitStack() as stack:
-        load = LazyCheckpoint(src, source_config, stack)
+    with ExitStack() as stack:
+        load = LazyCheckpoint(src, plan.src, stack)
         shards = _shard(shapes, load.dtype.itemsize, parse_size(max_shard_size))
         names = (
             [SINGLE_FILE]
@@ -152,12 +160,11 @@ def expand_checkpoint(
         total = sum(load.dtype.itemsize * int(torch.Size(s).numel()) for s in shapes.values())
         with tqdm(total=total, unit="B", unit_scale=True, desc="expanding", disable=not progress) as bar:
             for name, keys in zip(names, shards, strict=True):
-                _write_shard(tmp / name, keys, shapes, load.dtype, lambda key: expand_tensor(key, load, plan), bar)
+                _write_shard(out / name, keys, shapes, load.dtype, lambda key: expand_tensor(key, load, plan), bar)
         if len(shards) > 1:
             weight_map = {key: name for name, keys in zip(names, shards, strict=True) for key in keys}
-            write_json(tmp / INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": weight_map})
-        _write_side_files(src, tmp, plan, load.dtype)
-    return Path(dst_dir)
+            write_json(out / INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": weight_map})
+        _write_side_files(src, out, plan, load.dtype)
 
 
 def _write_side_files(src: Path, dst: Path, plan: GrowthPlan, dtype: torch.dtype) -> None:
@@ -173,4 +180,4 @@ def _write_side_files(src: Path, dst: Path, plan: GrowthPlan, dtype: torch.dtype
     write_json(dst / GROWTH_FILE, streaming_growth_record(str(src), plan))
 
 
-__all__ = ["LazyCheckpoint", "expand_checkpoint", "parse_size"]
+__all__ = ["LazyCheckpoint", "expand_checkpoint", "parse_size", "write_expansion"]

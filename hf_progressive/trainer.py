@@ -6,6 +6,7 @@ moments carried over from the parent through the growth's index maps."""
 from dataclasses import dataclass, field
 
 import torch
+from accelerate import PartialState
 from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
@@ -13,6 +14,12 @@ from .checkpoint import storage_errors
 
 
 logger = logging.get_logger(__name__)
+
+
+def process_state() -> PartialState:
+    """The process group, initialised once: on a machine without CUDA it is the CPU (gloo) one, as
+    `TrainingArguments(use_cpu=True)` makes it; a bare `PartialState()` would see no GPU and a single process."""
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 @dataclass
@@ -129,4 +136,10 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Modul
     return loaded
 
 
-__all__ = ["ProgressiveTrainer", "ProgressiveTrainingArguments", "load_optimizer_state", "optimizer_state_by_name"]
+__all__ = [
+    "ProgressiveTrainer",
+    "ProgressiveTrainingArguments",
+    "load_optimizer_state",
+    "optimizer_state_by_name",
+    "process_state",
+]

@@ -64,7 +64,10 @@ def arm(phase: str, counter: Counter) -> list:
 
         ProgressiveLlamaForCausalLM.from_smaller = classmethod(grow_then_die)
     elif phase in ("member_save", "ledger"):
-        write_json, target = builder.write_json, builder.TRAINING_LOG if phase == "member_save" else builder.LEDGER
+        from hf_progressive import ledger as ledger_module
+
+        write_json = builder.write_json
+        target = ledger_module.TRAINING_LOG_FILE if phase == "member_save" else ledger_module.LEDGER_FILE
 
         def half_write_then_die(path, obj):
             path = Path(path)
@@ -74,7 +77,7 @@ def arm(phase: str, counter: Counter) -> list:
                 die()
             write_json(path, obj)
 
-        builder.write_json = half_write_then_die
+        builder.write_json = ledger_module.write_json = half_write_then_die  # member logs / the ledger
     elif phase != "none":
         raise SystemExit(f"unknown phase {phase}")
     return []

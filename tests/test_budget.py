@@ -16,7 +16,7 @@ from hf_progressive.budget import (
     stage_windows,
     token_budgets,
 )
-from hf_progressive.errors import ExpansionError
+from hf_progressive.errors import RecipeError
 
 
 PAPER_PARAMS = [1e9, 2e9, 4e9, 8e9]
@@ -63,12 +63,12 @@ def test_window_longer_than_cap_wraps_several_times():
 
 
 def test_non_growing_budget_is_rejected():
-    with pytest.raises(ExpansionError, match="members\\[1\\]: stage 1 would train"):
+    with pytest.raises(RecipeError, match="members\\[1\\]: stage 1 would train"):
         stage_tokens([1e9, 2e9], [40e9, 10e9], "progressive")
 
 
 def test_unknown_mode_is_rejected():
-    with pytest.raises(ExpansionError, match="mode='fast'"):
+    with pytest.raises(RecipeError, match="mode='fast'"):
         stage_tokens([1e9], [1e9], "fast")
 
 

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from hf_progressive.builder import build_family
 from hf_progressive.errors import CheckpointError
 from hf_progressive.recipe import load_recipe
+from hf_progressive.ledger import FamilyPaths, Ledger
 from hf_progressive.report_text import format_ledger
 
 
@@ -25,7 +26,7 @@ def built(tiny_family):
 
 def test_two_stages_produce_loadable_vanilla_members(built):
     out, ledger = built
-    names = list(ledger["members"])
+    names = list(ledger.members)
     assert names == ["m0-L1-H32", "m1-L2-H48"]
     for name in names:
         member = out / "members" / name
@@ -41,16 +42,16 @@ def test_two_stages_produce_loadable_vanilla_members(built):
 
 def test_ledger_accounts_tokens_and_flops_exactly(built):
     out, ledger = built
-    first, second = ledger["members"].values()
-    assert first["steps"] == second["steps"] == STEPS
-    assert first["tokens"] == second["tokens"] == STEPS * 4 * 32
-    assert second["parent"] == "m0-L1-H32" and second["method"] == "function_preserving+identity"
-    assert second["flops_cumulative"] == pytest.approx(first["flops_stage"] + second["flops_stage"])
-    assert ledger["totals"]["tokens"] == 2 * STEPS * 4 * 32
-    assert all(r["val_loss"] > 0 and r["final_train_loss"] > 0 and r["wall_time_s"] > 0 for r in (first, second))
-    assert json.loads((out / "family.json").read_text()) == ledger
+    first, second = ledger.members.values()
+    assert first.steps == second.steps == STEPS
+    assert first.tokens == second.tokens == STEPS * 4 * 32
+    assert second.parent == "m0-L1-H32" and second.method == "function_preserving+identity"
+    assert second.flops_cumulative == pytest.approx(first.flops_stage + second.flops_stage)
+    assert ledger.totals["tokens"] == 2 * STEPS * 4 * 32
+    assert all(r.val_loss > 0 and r.final_train_loss > 0 and r.wall_time_s > 0 for r in (first, second))
+    assert Ledger.read(out) == ledger and json.loads(FamilyPaths(out).ledger.read_text())["schema_version"] == 2
     logged = json.loads((out / "members" / "m1-L2-H48" / "training_log.json").read_text())["log_history"]
-    assert logged[0]["tokens"] == first["tokens"] + 4 * 32 and logged[0]["stage"] == 1
+    assert logged[0]["tokens"] == first.tokens + 4 * 32 and logged[0]["stage"] == 1
     assert "m1-L2-H48" in format_ledger(ledger)
 
 
@@ -58,14 +59,14 @@ def test_function_preserving_growth_starts_stage_2_at_stage_1_loss(built):
     """Stage 2's first-step loss equals stage 1's final model's loss on that same batch (the boundary batch;
     consecutive batches differ by more than 1e-3, so the comparison must be on one batch)."""
     _, ledger = built
-    first, second = ledger["members"].values()
-    assert abs(second["first_step_loss"] - first["boundary_loss"]) <= 1e-3
+    first, second = ledger.members.values()
+    assert abs(second.first_step_loss - first.boundary_loss) <= 1e-3
 
 
 def test_non_preserving_growth_does_not_start_at_stage_1_loss(tmp_path):
     ledger = build_family(tiny_recipe(tmp_path, method="function_preserving+stack"), tmp_path / "out", max_steps=STEPS)
-    first, second = ledger["members"].values()
-    assert abs(second["first_step_loss"] - first["boundary_loss"]) > 1e-3
+    first, second = ledger.members.values()
+    assert abs(second.first_step_loss - first.boundary_loss) > 1e-3
 
 
 class _Crash(TrainerCallback):
@@ -83,11 +84,11 @@ def test_resume_after_crash_matches_uninterrupted_run(built, tmp_path):
     assert (out / "members" / "m0-L1-H32").is_dir() and not (out / "members" / "m1-L2-H48").exists()
     assert (out / "stages" / "m1-L2-H48" / "checkpoint-2").is_dir()
     ledger = build_family(recipe, out, max_steps=STEPS)
-    for name in ledger["members"]:
+    for name in ledger.members:
         resumed, uninterrupted = _weights(out, name), _weights(reference_out, name)
         assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
-        assert ledger["members"][name]["tokens"] == reference["members"][name]["tokens"]
-        assert ledger["members"][name]["final_train_loss"] == reference["members"][name]["final_train_loss"]
+        assert ledger.members[name].tokens == reference.members[name].tokens
+        assert ledger.members[name].final_train_loss == reference.members[name].final_train_loss
 
 
 def test_rerun_of_a_finished_family_trains_nothing(built):
@@ -110,7 +111,7 @@ def test_out_of_another_family_is_refused(built):
 
 def test_independent_mode_trains_every_member_from_scratch(tmp_path):
     ledger = build_family(tiny_recipe(tmp_path, mode="independent"), tmp_path / "out", max_steps=2)
-    assert [r["parent"] for r in ledger["members"].values()] == [None, None]
+    assert [r.parent for r in ledger.members.values()] == [None, None]
     growth = json.loads((tmp_path / "out" / "members" / "m1-L2-H48" / "growth.json").read_text())
     assert growth["operator"] == "from_scratch"
 
@@ -119,8 +120,8 @@ def test_carry_optimizer_state_runs_and_is_recorded(tmp_path):
     recipe = tiny_recipe(tmp_path, optimizer={"at_growth": "carry"})
     ledger = build_family(recipe, tmp_path / "out", max_steps=2)
     assert (tmp_path / "out" / "stages" / "m0-L1-H32" / "optimizer_final.pt").is_file()
-    first, second = ledger["members"].values()
-    assert abs(second["first_step_loss"] - first["boundary_loss"]) <= 1e-3  # carrying moments keeps the function
+    first, second = ledger.members.values()
+    assert abs(second.first_step_loss - first.boundary_loss) <= 1e-3  # carrying moments keeps the function
 
 
 def test_wsd_schedule_and_fixed_lr(tmp_path):

@@ -8,7 +8,8 @@ import torch
 
 from hf_progressive.budget import Window
 from hf_progressive.data import BlockWindow, check_tokenizer, iter_texts, pack, train_bpe
-from hf_progressive.recipe import DataSpec, RecipeError
+from hf_progressive.errors import DataError, RecipeError
+from hf_progressive.recipe import DataSpec
 
 
 DOCS = ["Call me Ishmael.", "It is a truth universally acknowledged.", "In the beginning was the Word."]
@@ -35,10 +36,10 @@ def test_local_files_are_read_in_order(tmp_path, fmt):
 
 
 def test_missing_file_and_missing_column_are_clear(tmp_path):
-    with pytest.raises(RecipeError, match="data.train='.*nope.jsonl': no such file"):
+    with pytest.raises(DataError, match="data.train='.*nope.jsonl': no such file"):
         list(iter_texts(DataSpec(train=str(tmp_path / "nope.jsonl")), "train"))
     (tmp_path / "c.jsonl").write_text(json.dumps({"body": "x"}) + "\n")
-    with pytest.raises(RecipeError, match="data.text_field='text': not a column .* \\(columns: body\\)"):
+    with pytest.raises(DataError, match="data.text_field='text': not a column .* \\(columns: body\\)"):
         list(iter_texts(DataSpec(train=str(tmp_path / "c.jsonl")), "train"))
 
 
@@ -61,7 +62,7 @@ def test_pack_joins_documents_with_eos_and_cuts_full_blocks(tokenizer):
     ids = [i for d in DOCS * 20 for i in tokenizer(d).input_ids + [tokenizer.eos_token_id]]
     assert blocks.shape == (len(ids) // 16, 16) and blocks.flatten().tolist() == ids[: blocks.numel()]
     assert pack(iter(DOCS * 20), tokenizer, seq_len=16, max_blocks=3).shape == (3, 16)
-    with pytest.raises(RecipeError, match="less than one block"):
+    with pytest.raises(DataError, match="less than one block"):
         pack(iter(["a"]), tokenizer, seq_len=64)
 
 

@@ -11,12 +11,12 @@ from hf_progressive.evaluation import TASKS_DIR, evaluate_family, format_evaluat
 def test_offline_tasks_run_on_every_member(tiny_family):
     out, ledger = tiny_family
     table = evaluate_family(out, limit=3)
-    assert list(table) == list(ledger["members"])
+    assert list(table) == list(ledger.members)
     for results in table.values():
         ppl, cloze = results["hfp_gutenberg_ppl"], results["hfp_gutenberg_cloze"]
         assert ppl["bits_per_byte"] > 0 and ppl["word_perplexity"] > 1 and ppl["byte_perplexity"] > 1
         assert 0 <= cloze["acc"] <= 1 and 0 <= cloze["acc_norm"] <= 1
-    member = out / "members" / next(iter(ledger["members"]))
+    member = out / "members" / next(iter(ledger.members))
     assert json.loads((member / "eval_results.json").read_text())["results"] == table[member.name]
     assert json.loads((out / "eval_results.json").read_text())["members"] == table
     assert "gutenberg_cloze:acc" in format_evaluation(table)
@@ -24,7 +24,7 @@ def test_offline_tasks_run_on_every_member(tiny_family):
 
 def test_plain_lm_eval_cli_works_on_a_member(tiny_family):
     out, ledger = tiny_family
-    member = out / "members" / list(ledger["members"])[-1]
+    member = out / "members" / list(ledger.members)[-1]
     result = subprocess.run(
         [
             sys.executable,

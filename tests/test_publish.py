@@ -21,7 +21,7 @@ import push_family  # noqa: E402
 def test_member_cards_parse_back_with_the_base_model_chain(tiny_family, tmp_path):
     out, ledger = tiny_family
     ids = repo_ids(out, "org", "fam")
-    names = list(ledger["members"])
+    names = list(ledger.members)
     for k, name in enumerate(names):
         path = tmp_path / f"{name}.md"
         member_card(out, name, ids).save(path)
@@ -29,7 +29,7 @@ def test_member_cards_parse_back_with_the_base_model_chain(tiny_family, tmp_path
         assert card.data.base_model == (ids[names[k - 1]] if k else None)
         assert metadata.get("base_model") == (ids[names[k - 1]] if k else None)
         assert metadata["library_name"] == "transformers" and "hf_progressive" in metadata["tags"]
-        assert ledger["members"][name]["parent"] in (None, names[k - 1])
+        assert ledger.members[name].parent in (None, names[k - 1])
         assert "```yaml\n" in card.text and "name: test" in card.text  # the exact recipe
     family = family_card(out, ids, ["kl_heatmap.png"])
     assert all(repo in family.text for repo in ids.values())
@@ -39,7 +39,7 @@ def test_cards_carry_eval_results_as_model_index(tiny_family, tmp_path):
     out, ledger = tiny_family
     from hf_progressive.evaluation import evaluate_member
 
-    name = list(ledger["members"])[-1]
+    name = list(ledger.members)[-1]
     evaluate_member(out / "members" / name, ["hfp_gutenberg_cloze"], limit=2)
     path = tmp_path / "card.md"
     member_card(out, name, repo_ids(out, "org")).save(path)
@@ -61,7 +61,7 @@ def test_dry_run_stages_folders_without_network(tiny_family, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    for name in ledger["members"]:
+    for name in ledger.members:
         folder = out / "hub_upload" / f"fam-{name}"
         assert {"README.md", "model.safetensors", "config.json", "growth.json", "tokenizer.json"} <= {
             p.name for p in folder.iterdir()
@@ -74,7 +74,7 @@ def test_push_family_against_a_fake_hub_and_rerun_after_failure(tiny_family, mon
     out, ledger = tiny_family
     monkeypatch.setenv("HF_TOKEN", "hf_secret_test_token")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    names = list(ledger["members"])
+    names = list(ledger.members)
     repos = [f"org/fam-{n}" for n in names] + ["org/fam-family"]
     with FakeHub() as hub:
         hub.fail = ("POST", f"/api/models/org/fam-{names[1]}/commit")
@@ -133,6 +133,6 @@ def test_push_metrics_updates_published_members_once(tiny_family, monkeypatch, t
         family_consistency(out, max_blocks=2)  # new measurements to publish
         assert push_metrics.main([*args, "--endpoint", hub.url]) == 0
         assert push_metrics.main([*args, "--endpoint", hub.url]) == 0  # idempotent
-        for name in ledger["members"]:
+        for name in ledger.members:
             repo = f"org/pm-{name}"
             assert len(hub.commits(repo)) == before[repo] + 1 and hub.commits(repo)[0]["title"] == "Update metrics"

@@ -26,7 +26,7 @@ from transformers import BertConfig, BertForMaskedLM
 from hf_progressive import ProgressiveLlamaForCausalLM
 from hf_progressive.builder import build_family
 from hf_progressive.cli import main
-from hf_progressive.errors import CheckpointError, ExpansionError
+from hf_progressive.errors import CheckpointError, ExpansionError, RecipeError
 from hf_progressive.recipe import load_recipe
 from hf_progressive.streaming import expand_checkpoint
 
@@ -197,7 +197,7 @@ API_CASES = [
     ("expand_checkpoint gpt2", _api_expand_gpt2, CheckpointError, "model_type is 'gpt2'"),
     ("expand_checkpoint truncated", _api_truncated, CheckpointError, "truncated"),
     ("build_family other recipe", _api_build_other, CheckpointError, "another recipe"),
-    ("load_recipe wrong type", lambda t, c: load_recipe(recipe_file(t, head_dim="big")), ExpansionError, "head_dim"),
+    ("load_recipe wrong type", lambda t, c: load_recipe(recipe_file(t, head_dim="big")), RecipeError, "head_dim"),
 ]
 
 

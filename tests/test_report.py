@@ -34,7 +34,7 @@ def test_report_renders_every_plot_against_a_baseline(tiny_family, tmp_path):
     assert all(f"![{name}]({name})" in text for name in pngs)
     assert (out / "consistency.json").is_file() and (baseline / "consistency.json").is_file()
     rows = equal_loss_savings(out, baseline)
-    assert [r["member"] for r in rows] == list(ledger["members"])
+    assert [r["member"] for r in rows] == list(ledger.members)
     assert rows[0]["saving"] == 0.0  # the first member is trained identically in both modes
 
 

@@ -1,0 +1,127 @@
+"""The options of each `hf-progressive` command, as dataclasses (HfArgumentParser derives the flags and --help from
+them). Each command accepts exactly the options it uses; commands that read a recipe take it the same way
+(positional, or `--recipe` for compatibility)."""
+
+from dataclasses import dataclass, field
+
+from .errors import RecipeError
+from .evaluation import OFFLINE_TASKS
+from .recipe import shipped_recipes
+
+
+DEFAULT_RECIPE = "tiny"
+
+
+@dataclass
+class RecipeArguments:
+    recipe: str | None = field(
+        default=None,
+        metadata={"help": f"A shipped recipe ({', '.join(shipped_recipes())}) or a YAML file (or give it positionally)."},
+    )
+    max_steps_per_stage: int | None = field(default=None, metadata={"help": "Cap every stage (smoke tests)."})
+
+
+@dataclass
+class PlanArguments(RecipeArguments):
+    """Options of `hf-progressive plan [RECIPE]`."""
+
+    mode: str | None = field(
+        default=None, metadata={"help": "independent, progressive or progressive_fixed_data (default: the recipe's)."}
+    )
+
+
+@dataclass
+class BuildArguments(PlanArguments):
+    """Options of `hf-progressive build-family [RECIPE] --out OUT`."""
+
+    out: str = field(default="out", metadata={"help": "Output directory (members/, family.json, stages/, data/)."})
+    report_to: str = field(default="none", metadata={"help": "Trainer report_to: none, tensorboard, wandb, ..."})
+
+
+@dataclass
+class CompareArguments(RecipeArguments):
+    """Options of `hf-progressive compare [RECIPE] --out DIR`."""
+
+    out: str = field(default="out", metadata={"help": "Output directory: one family per run, and report.md."})
+    variants: str = field(
+        default="",
+        metadata={
+            "help": "Extra runs, comma-separated: fixed_data (progressive_fixed_data), fixed_lr (one max LR for all)."
+        },
+    )
+    evaluate: bool = field(default=False, metadata={"help": "Run the offline lm-eval tasks on every member."})
+    eval_limit: int | None = field(default=None, metadata={"help": "Documents per lm-eval task."})
+
+
+def recipe_name(args: RecipeArguments, positional) -> str:
+    """The recipe given positionally or with --recipe (both: they must agree); default `tiny`."""
+    given = getattr(positional, "recipe_path", None)
+    if given and args.recipe and given != args.recipe:
+        raise RecipeError(f"recipe given twice ({given!r} and --recipe {args.recipe!r}); give it once.")
+    return given or args.recipe or DEFAULT_RECIPE
+
+
+@dataclass
+class ConsistencyArguments:
+    """Options of `hf-progressive consistency OUT`."""
+
+    data: str | None = field(
+        default=None,
+        metadata={"help": "Held-out text file(s) (txt/jsonl/parquet); default: the family's own validation blocks."},
+    )
+    pairs: str = field(default="all", metadata={"help": "all or adjacent member pairs."})
+    max_blocks: int = field(default=64, metadata={"help": "Held-out blocks to use."})
+
+
+@dataclass
+class EvaluateArguments:
+    """Options of `hf-progressive evaluate OUT`."""
+
+    tasks: str = field(
+        default=",".join(OFFLINE_TASKS),
+        metadata={"help": "Comma-separated lm-eval tasks (the shipped offline ones by default)."},
+    )
+    limit: int | None = field(default=None, metadata={"help": "Documents per task (smoke runs)."})
+
+    def task_list(self) -> list[str]:
+        return [task.strip() for task in self.tasks.split(",") if task.strip()]
+
+
+@dataclass
+class ReportArguments:
+    """Options of `hf-progressive report OUT`."""
+
+    baseline: str | None = field(
+        default=None, metadata={"help": "Another build of the same recipe (e.g. independent mode) to compare with."}
+    )
+
+
+@dataclass
+class PushMetricsArguments:
+    """Options of `hf-progressive push-metrics OUT --namespace ORG`."""
+
+    namespace: str = field(metadata={"help": "User or organisation that owns the repos."})
+    prefix: str | None = field(default=None, metadata={"help": "Repo name prefix (default: the recipe name)."})
+    dry_run: bool = field(default=False, metadata={"help": "Stage the folders and print the plan; no network."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to (default: main)."})
+    endpoint: str | None = field(default=None, metadata={"help": "Hub endpoint (default: huggingface_hub's)."})
+
+
+@dataclass
+class PushArguments(PushMetricsArguments):
+    """Options of `hf-progressive push OUT --namespace ORG`."""
+
+    private: bool = field(default=False, metadata={"help": "Create private repos and collection."})
+
+
+__all__ = [
+    "BuildArguments",
+    "CompareArguments",
+    "ConsistencyArguments",
+    "EvaluateArguments",
+    "PlanArguments",
+    "PushArguments",
+    "PushMetricsArguments",
+    "ReportArguments",
+    "recipe_name",
+]

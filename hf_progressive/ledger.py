@@ -1,0 +1,230 @@
+"""The family folder and its ledger: the one place that knows where things live in OUT and what family.json holds.
+
+`FamilyPaths(out)` names every file and folder of a family (members, stages, data, derived results, Hub staging);
+no other module spells a file name of OUT. `Ledger` and `MemberRecord` are the typed records of family.json, with a
+schema version: `Ledger.read(out)` refuses, in one line, a ledger written by an incompatible version.
+
+    OUT/
+      family.json                  Ledger: recipe identity, training set-up, one MemberRecord per finished member
+      members/<name>/              vanilla checkpoint + growth.json, training_log.json, eval_results.json
+      stages/<name>/               Trainer checkpoints, clock.json, optimizer_final.pt (for `carry`)
+      data/                        tokenizer/, blocks.pt, validation.pt (built once)
+      consistency.json, eval_results.json, report.md, *.png    derived results
+      hub_upload/, hub_metrics/    exactly what a push uploads (staged by `hf-progressive push`)
+"""
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checkpoint import write_json
+from .errors import CheckpointError
+from .modeling_llama import GROWTH_FILE
+
+
+SCHEMA_VERSION = 2  # 1: the untyped ledger of hf_progressive <= 0.1 (no schema_version field)
+LEDGER_FILE = "family.json"
+TRAINING_LOG_FILE = "training_log.json"
+EVAL_FILE = "eval_results.json"  # per member, and the family table at OUT/
+CONSISTENCY_FILE = "consistency.json"
+REPORT_FILE = "report.md"
+
+
+@dataclass(frozen=True)
+class FamilyPaths:
+    """Where everything of the family in `root` lives."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    ledger = property(lambda self: self.root / LEDGER_FILE)
+    members = property(lambda self: self.root / "members")
+    stages = property(lambda self: self.root / "stages")
+    data = property(lambda self: self.root / "data")
+    tokenizer = property(lambda self: self.data / "tokenizer")
+    train_blocks = property(lambda self: self.data / "blocks.pt")
+    validation_blocks = property(lambda self: self.data / "validation.pt")
+    consistency = property(lambda self: self.root / CONSISTENCY_FILE)
+    eval_results = property(lambda self: self.root / EVAL_FILE)
+    report = property(lambda self: self.root / REPORT_FILE)
+    hub_upload = property(lambda self: self.root / "hub_upload")
+    hub_metrics = property(lambda self: self.root / "hub_metrics")
+
+    def member(self, name: str) -> Path:
+        return self.members / name
+
+    def growth(self, name: str) -> Path:
+        return self.member(name) / GROWTH_FILE
+
+    def training_log(self, name: str) -> Path:
+        return self.member(name) / TRAINING_LOG_FILE
+
+    def member_eval(self, name: str) -> Path:
+        return self.member(name) / EVAL_FILE
+
+    def stage(self, name: str) -> Path:
+        return self.stages / name
+
+    def optimizer_final(self, name: str) -> Path:
+        """The AdamW moments at the end of stage `name`, by parameter name (`optimizer.at_growth: carry`)."""
+        return self.stage(name) / "optimizer_final.pt"
+
+    def clock(self, name: str) -> Path:
+        """Wall time of stage `name` at each of its Trainer checkpoints (resumed stages keep counting)."""
+        return self.stage(name) / "clock.json"
+
+    def plots(self) -> list[Path]:
+        return sorted(self.root.glob("*.png"))
+
+    def is_saved(self, name: str) -> bool:
+        """Whether member `name` was written to the end (member folders appear by an atomic rename)."""
+        return (self.member(name) / "config.json").is_file()
+
+
+@dataclass
+class MemberRecord:
+    """One finished member, as the ledger records it."""
+
+    index: int
+    parent: str | None
+    method: str | None
+    sizes: dict  # hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads
+    params: dict  # total, non_embedding, matmul (budget.parameter_counts)
+    steps: int
+    tokens: int
+    data_passes: float  # > 1: the stage read past the end of the corpus and repeated data
+    max_lr: float
+    flops_independent: float  # cost of training this member alone on its full budget
+    wall_time_s: float
+    world_size: int
+    first_step_loss: float | None
+    final_train_loss: float | None
+    val_loss: float
+    boundary_loss: float | None  # loss on the next stage's first batch (None for the last member)
+    train_inherited: str  # full | frozen | lora
+    trainable_params: int
+    optimizer_state_bytes: int
+    flops_per_token: float
+    flops_stage: float
+    flops_cumulative: float = 0.0  # along the build order; set by `Ledger.add`
+
+
+@dataclass
+class Ledger:
+    """family.json: what was built (recipe identity), how (training set-up the cards need), and each member."""
+
+    recipe: str
+    mode: str
+    recipe_text: str | None
+    max_steps: int | None  # stages capped (a smoke run): savings then mean nothing
+    batch_size: int  # global sequences per optimizer step
+    seq_len: int
+    tokenizer: str  # a tokenizer path/id, or "byte-level BPE trained on the corpus (vocab N)"
+    data: dict  # train / validation sources and the text field
+    members_planned: int
+    members: dict[str, MemberRecord] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    IDENTITY = ("recipe", "mode", "recipe_text", "max_steps")  # what must match to resume into the same OUT
+
+    @classmethod
+    def for_plan(cls, plan, max_steps: int | None) -> "Ledger":
+        """An empty ledger for `plan` (a `family.FamilyPlan`)."""
+        recipe = plan.recipe
+        spec = recipe.tokenizer
+        tokenizer = spec.path or f"byte-level BPE trained on the corpus (vocab {recipe.vocab_size})"
+        return cls(
+            recipe=recipe.name,
+            mode=plan.mode,
+            recipe_text=recipe.text,
+            max_steps=max_steps,
+            batch_size=recipe.batch_size,
+            seq_len=recipe.seq_len,
+            tokenizer=tokenizer,
+            data={"train": recipe.data.train, "validation": recipe.data.validation, "text_field": recipe.data.text_field},
+            members_planned=len(plan.members),
+        )
+
+    def add(self, name: str, record: MemberRecord) -> None:
+        """Record a finished member; cumulative FLOPs follow the build order."""
+        self.members[name] = record
+        cumulative = 0.0
+        for member in self.members.values():
+            cumulative += member.flops_stage
+            member.flops_cumulative = cumulative
+
+    @property
+    def totals(self) -> dict:
+        records = list(self.members.values())
+        flops = sum(r.flops_stage for r in records)
+        independent = sum(r.flops_independent for r in records)
+        return {
+            "flops": flops,
+            "flops_independent": independent,
+            "tokens": sum(r.tokens for r in records),
+            "wall_time_s": round(sum(r.wall_time_s for r in records), 2),
+            "members_done": len(records),
+            "members_planned": self.members_planned,
+            "saving": 1 - flops / independent if independent else 0.0,
+        }
+
+    def identity_mismatch(self, other: "Ledger") -> str | None:
+        """The first identity field on which `other` differs, or None."""
+        return next((key for key in self.IDENTITY if getattr(self, key) != getattr(other, key)), None)
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        return {"schema_version": data.pop("schema_version"), **data, "totals": self.totals}
+
+    @classmethod
+    def from_json(cls, data: dict, where: str | os.PathLike = LEDGER_FILE) -> "Ledger":
+        version = data.get("schema_version", 1) if isinstance(data, dict) else None
+        if version != SCHEMA_VERSION:
+            raise CheckpointError(
+                f"{where}: ledger schema {version}, but this hf_progressive reads schema {SCHEMA_VERSION}; rebuild "
+                "the family into a new --out, or read it with the version that wrote it."
+            )
+        data = {k: v for k, v in data.items() if k != "totals"}
+        try:
+            members = {name: MemberRecord(**record) for name, record in data.pop("members").items()}
+            return cls(**data, members=members)
+        except (TypeError, KeyError, AttributeError) as error:
+            raise CheckpointError(f"{where}: not a valid ledger ({error}); rebuild the family.") from None
+
+    @classmethod
+    def read(cls, out: str | os.PathLike) -> "Ledger":
+        """The ledger of the family in `out`; one-line `CheckpointError` if there is none or it cannot be used."""
+        path = FamilyPaths(out).ledger
+        if not path.is_file():
+            raise CheckpointError(f"{out}: no {LEDGER_FILE}; pass a directory written by hf-progressive build-family.")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{path}: not valid JSON ({error}); rebuild the family.") from None
+        return cls.from_json(data, path)
+
+    def write(self, out: str | os.PathLike) -> None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_json(FamilyPaths(out).ledger, self.to_json())
+
+
+def is_family(out: str | os.PathLike) -> bool:
+    return FamilyPaths(out).ledger.is_file()
+
+
+__all__ = [
+    "CONSISTENCY_FILE",
+    "EVAL_FILE",
+    "LEDGER_FILE",
+    "REPORT_FILE",
+    "SCHEMA_VERSION",
+    "TRAINING_LOG_FILE",
+    "FamilyPaths",
+    "Ledger",
+    "MemberRecord",
+    "is_family",
+]
