@@ -39,9 +39,9 @@ def flops_per_token(config, seq_len: int) -> int:
 
 
 def stage_flops_per_token(flops_per_token: float, frozen: int, lora: int) -> float:
-    """Training FLOPs per token of a stage with `frozen` frozen weights and `lora` LoRA adapter weights: a frozen weight
-    still costs its forward and activation-gradient matmuls (4 per token), only its weight gradient (2) is saved; each
-    adapter weight costs a full 6. So 6 N - 2 N_frozen + 6 N_lora (+ attention, inside `flops_per_token`)."""
+    """Training FLOPs per token of a stage with `frozen` frozen weights and `lora` LoRA adapter weights: a frozen
+    weight still costs its forward and activation-gradient matmuls (4 per token), only its weight gradient (2) is
+    saved; each adapter weight costs a full 6. So 6 N - 2 N_frozen + 6 N_lora (+ attention, in `flops_per_token`)."""
     return flops_per_token - 2 * frozen + 6 * lora
 
 

@@ -13,7 +13,14 @@ from transformers import TrainerCallback, set_seed
 from transformers.utils import logging
 
 from .budget import stage_flops_per_token
-from .checkpoint import atomic_output_dir, check_writable, last_complete_checkpoint, load_model, write_atomic, write_json
+from .checkpoint import (
+    atomic_output_dir,
+    check_writable,
+    last_complete_checkpoint,
+    load_model,
+    write_atomic,
+    write_json,
+)
 from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
 from .data import BlockWindow, prepare_data
 from .errors import CheckpointError

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .errors import RecipeError
 from .evaluation import OFFLINE_TASKS
+from .ledger import LEDGER_FILE
 from .recipe import shipped_recipes
 
 
@@ -16,7 +17,9 @@ DEFAULT_RECIPE = "tiny"
 class RecipeArguments:
     recipe: str | None = field(
         default=None,
-        metadata={"help": f"A shipped recipe ({', '.join(shipped_recipes())}) or a YAML file (or give it positionally)."},
+        metadata={
+            "help": f"A shipped recipe ({', '.join(shipped_recipes())}) or a YAML file (or give it positionally)."
+        },
     )
     max_steps_per_stage: int | None = field(default=None, metadata={"help": "Cap every stage (smoke tests)."})
 
@@ -34,7 +37,7 @@ class PlanArguments(RecipeArguments):
 class BuildArguments(PlanArguments):
     """Options of `hf-progressive build-family [RECIPE] --out OUT`."""
 
-    out: str = field(default="out", metadata={"help": "Output directory (members/, family.json, stages/, data/)."})
+    out: str = field(default="out", metadata={"help": f"Output directory ({LEDGER_FILE}, members/, stages/, data/)."})
     report_to: str = field(default="none", metadata={"help": "Trainer report_to: none, tensorboard, wandb, ..."})
 
 

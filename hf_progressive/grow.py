@@ -76,9 +76,7 @@ def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = Tr
     source_config = read_config(src_dir)
     config = ProgressiveLlamaConfig.from_smaller(source_config, **args.sizes())
     weight_files(src_dir)  # a missing or truncated source fails before anything is written
-    plan = GrowthPlan.from_configs(
-        source_config, config, args.method, args.seed, args.noise_std, args.inserted_layers
-    )
+    plan = GrowthPlan.from_configs(source_config, config, args.method, args.seed, args.noise_std, args.inserted_layers)
     with atomic_output_dir(dst, args.overwrite) as tmp:
         write_expansion(src_dir, tmp, plan, args.max_shard_size, progress)
         growth = {**read_json(tmp / GROWTH_FILE), "parent": src}
@@ -113,8 +111,6 @@ def format_growth(growth: dict) -> str:
         ]
     header = f"grew {growth['parent']} with {growth['operator']} (seed {growth['seed']})"
     return "\n".join([header] + [f"  {label:<22}{value}" for label, value in rows])
-
-
 
 
 ExpandArguments = GrowArguments  # the name `hf-progressive expand` used before 0.2

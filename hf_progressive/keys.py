@@ -55,7 +55,6 @@ GLOBAL_TENSORS: dict[str, TensorSpec] = {
 TIED_KEYS: dict[str, str] = {"lm_head.weight": "model.embed_tokens.weight"}
 
 
-
 def storage_key(key: str, config) -> str:
     """The key whose tensor holds `key`'s values in a model of `config`: with `tie_word_embeddings`, `lm_head.weight`
     is stored as (and grows as) the input embedding; every other key is its own storage."""

@@ -145,7 +145,11 @@ class Ledger:
             batch_size=recipe.batch_size,
             seq_len=recipe.seq_len,
             tokenizer=tokenizer,
-            data={"train": recipe.data.train, "validation": recipe.data.validation, "text_field": recipe.data.text_field},
+            data={
+                "train": recipe.data.train,
+                "validation": recipe.data.validation,
+                "text_field": recipe.data.text_field,
+            },
             members_planned=len(plan.members),
         )
 

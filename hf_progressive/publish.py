@@ -140,14 +140,19 @@ def push_family(
 
     api = HfApi(endpoint=endpoint)
     for repo_id, folder in folders.items():
-        yield f"{repo_id}: {push_folder(api, repo_id, folder, private, revision, f'Upload {repo_id} (hf_progressive)')}"
+        status = push_folder(api, repo_id, folder, private, revision, f"Upload {repo_id} (hf_progressive)")
+        yield f"{repo_id}: {status}"
     yield f"collection: {_collection(api, title, namespace, private, [*ids.values(), family_repo])}"
 
 
 def _collection(api, title: str, namespace: str, private: bool, repos: list[str]) -> str:
     """Create (or find) the Collection and add the repos it lacks, in order; returns its slug."""
     collection = api.create_collection(
-        title, namespace=namespace, private=private, exists_ok=True, description=f"Built with hf_progressive; family card: {repos[-1]}"
+        title,
+        namespace=namespace,
+        private=private,
+        exists_ok=True,
+        description=f"Built with hf_progressive; family card: {repos[-1]}",
     )
     present = {item.item_id for item in collection.items}
     for repo_id in repos:

@@ -130,32 +130,7 @@ def _validate(recipe: Recipe) -> None:
         "every member needs tokens: use a positive multiple (2x Chinchilla is 40)",
     )
     for k, member in enumerate(recipe.members):
-        if member.tokens_per_param is not None:
-            _check(
-                member.tokens_per_param > 0,
-                f"members[{k}].tokens_per_param",
-                member.tokens_per_param,
-                "every member needs tokens: use a positive value",
-            )
-        try:
-            parse_method(member.method)
-        except ExpansionError as error:
-            raise RecipeError(f"members[{k}].method: {error}") from None
-        _check(
-            member.train_inherited in ("full", "frozen", "lora"),
-            f"members[{k}].train_inherited",
-            member.train_inherited,
-            "choose full, frozen or lora",
-        )
-        _check(
-            k > 0 or member.train_inherited == "full",
-            "members[0].train_inherited",
-            member.train_inherited,
-            "the first member has no parent to inherit from: use full",
-        )
-        _check(member.lora_r > 0, f"members[{k}].lora_r", member.lora_r, "use a positive rank")
-        if member.max_lr is not None:
-            _check(member.max_lr > 0, f"members[{k}].max_lr", member.max_lr, "use a positive learning rate")
+        _validate_member(k, member)
     positions = recipe.model.get("max_position_embeddings", recipe.seq_len)
     _check(
         isinstance(positions, int) and positions >= recipe.seq_len,
@@ -166,6 +141,35 @@ def _validate(recipe: Recipe) -> None:
     _validate_tokenizer(recipe)
     _validate_schedule(recipe)
     member_configs(recipe)  # sizes must resolve and grow member to member
+
+
+def _validate_member(k: int, member: MemberSpec) -> None:
+    if member.tokens_per_param is not None:
+        _check(
+            member.tokens_per_param > 0,
+            f"members[{k}].tokens_per_param",
+            member.tokens_per_param,
+            "every member needs tokens: use a positive value",
+        )
+    try:
+        parse_method(member.method)
+    except ExpansionError as error:
+        raise RecipeError(f"members[{k}].method: {error}") from None
+    _check(
+        member.train_inherited in ("full", "frozen", "lora"),
+        f"members[{k}].train_inherited",
+        member.train_inherited,
+        "choose full, frozen or lora",
+    )
+    _check(
+        k > 0 or member.train_inherited == "full",
+        "members[0].train_inherited",
+        member.train_inherited,
+        "the first member has no parent to inherit from: use full",
+    )
+    _check(member.lora_r > 0, f"members[{k}].lora_r", member.lora_r, "use a positive rank")
+    if member.max_lr is not None:
+        _check(member.max_lr > 0, f"members[{k}].max_lr", member.max_lr, "use a positive learning rate")
 
 
 def _validate_tokenizer(recipe: Recipe) -> None:

@@ -85,9 +85,9 @@ def write_report(
     paths = [out, *(Path(p) for p in others or []), *([Path(baseline)] if baseline else [])]
     runs = {_label(path): path for path in paths}
     family = {label: FamilyPaths(path) for label, path in runs.items()}
-    for paths in family.values():
-        if not paths.consistency.is_file():
-            family_consistency(paths.root)
+    for run in family.values():
+        if not run.consistency.is_file():
+            family_consistency(run.root)
     from .plots import plot_eval, plot_kl, plot_loss_vs_flops, plot_val_loss
 
     plots = {

@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from hf_progressive.builder import build_family
 from hf_progressive.errors import CheckpointError
-from hf_progressive.recipe import load_recipe
 from hf_progressive.ledger import FamilyPaths, Ledger
+from hf_progressive.recipe import load_recipe
 from hf_progressive.report_text import format_ledger
 
 

@@ -3,7 +3,6 @@
 The disk is compared file by file (path, size, content hash) before and after each call."""
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from hf_progressive import ProgressiveLlamaForCausalLM
 from hf_progressive.builder import build_family
 from hf_progressive.cli import main
 from hf_progressive.errors import CheckpointError, ExpansionError, RecipeError
+from hf_progressive.ledger import Ledger
 from hf_progressive.recipe import load_recipe
 from hf_progressive.streaming import expand_checkpoint
 
@@ -80,7 +80,18 @@ def _data_file(tmp, name, content: bytes):
 def _other_recipe_out(tmp, _):
     out = tmp / "out"
     out.mkdir()
-    (out / "family.json").write_text(json.dumps({"recipe": "someone-else", "mode": "progressive", "members": {}}))
+    other = Ledger(
+        recipe="someone-else",
+        mode="progressive",
+        recipe_text="name: someone-else",
+        max_steps=None,
+        batch_size=4,
+        seq_len=32,
+        tokenizer="t",
+        data={},
+        members_planned=2,
+    )  # a valid ledger of the current schema, of another recipe
+    other.write(out)
     return ["build-family", "--recipe", recipe_file(tmp), "--out", str(out)]
 
 
