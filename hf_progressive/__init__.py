@@ -1,6 +1,6 @@
 """hf_progressive: build a family of Llama models by progressive training with model expansion."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import importlib
 

@@ -4,6 +4,7 @@
         --recipe tiny --out out/tiny --max-steps-per-stage 20
     accelerate launch --config_file hub_scripts/accelerate/ddp.yaml hub_scripts/train_family.py --recipe tiny --out out
 
+With a pip-installed package, `accelerate launch ... -m hf_progressive build-family tiny --out out` is the same.
 Rerunning the same command resumes (finished members are skipped, the current stage continues from its last
 checkpoint)."""
 

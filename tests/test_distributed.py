@@ -4,14 +4,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 from testing_utils import tiny_recipe_data
 from transformers import AutoModelForCausalLM
-
-
-ROOT = Path(__file__).parents[1]
 
 
 def test_two_process_accelerate_launch_builds_the_family(tmp_path):
@@ -30,8 +26,9 @@ def test_two_process_accelerate_launch_builds_the_family(tmp_path):
         "no",
         "--dynamo_backend",
         "no",
-        str(ROOT / "hub_scripts" / "train_family.py"),
-        "--recipe",
+        "-m",
+        "hf_progressive",  # what a wheel install launches (hub_scripts/train_family.py is the same command)
+        "build-family",
         str(tmp_path / "dist.yaml"),
         "--out",
         str(tmp_path / "out"),
