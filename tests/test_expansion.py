@@ -8,7 +8,7 @@ from testing_utils import assert_logits_close, float64_rms_norm, require_gpu, ti
 from transformers import LlamaForCausalLM
 
 from hf_progressive import ExpansionError, GrowthPlan, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.expansion import carry_tensor, expand_state_dict, expand_tensor, new_entries
+from hf_progressive.expansion import carry_state_dict, carry_tensor, expand_state_dict, expand_tensor, new_entries
 from hf_progressive.keys import expected_keys
 from hf_progressive.plan import parse_method
 
@@ -279,3 +279,22 @@ def test_carry_tensor_maps_moments_and_zeroes_new_entries():
     q = carry_tensor("model.layers.2.self_attn.q_proj.weight", moments.__getitem__, plan)
     source = moments["model.layers.1.self_attn.q_proj.weight"]  # layer 2 of the grown model is old layer 1
     assert torch.equal(q[:16, :32], source[:16, :32])  # old heads 0-1 keep their rows (group 0, slots 0-1)
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_carry_state_dict_covers_every_grown_parameter_through_the_models_plan(tied):
+    small = tiny_model(tie_word_embeddings=tied)
+    big = _grow(small, ALL, "fpi+identity")
+    generator = torch.Generator().manual_seed(5)
+    state = {
+        name: {"step": torch.tensor(7.0), "exp_avg": torch.randn(p.shape, generator=generator), "exp_avg_sq": p.abs()}
+        for name, p in small.named_parameters()
+    }
+    carried = carry_state_dict(state, big.growth_plan)  # the plan the model was grown with, not a rebuilt one
+    assert sorted(carried) == sorted(name for name, _ in big.named_parameters())  # a tied lm_head: once, as the table
+    for name, param in big.named_parameters():
+        assert carried[name]["exp_avg"].shape == param.shape and carried[name]["step"] == 7
+        expected = carry_tensor(name, lambda k: state[k]["exp_avg"], big.growth_plan)
+        assert torch.equal(carried[name]["exp_avg"], expected)
+    frozen = {k: v for k, v in state.items() if "layers.0." not in k}  # layer 0 was frozen in the parent's stage
+    assert not [name for name in carry_state_dict(frozen, big.growth_plan) if ".layers.0." in name]
