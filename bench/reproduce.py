@@ -101,6 +101,7 @@ def arm_recipe(work: Path, arm: str):
         spec[key] = {**spec[key], **value}
     if ARMS[arm][1] == "fixed":
         spec["lr"] = {**spec["lr"], "fixed": spec["lr"]["smallest"]}
+    spec["data"] = {**spec.get("data", {}), "prepared": str(work / "data")}
     path = work / f"{arm}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return load_recipe(str(path))
@@ -111,21 +112,16 @@ def run_arm(work: Path, arm: str) -> None:
     from hf_progressive.builder import build_family
     from hf_progressive.report import family_consistency
 
-    out = FamilyPaths(work / arm)
-    if not out.train_blocks.is_file():  # the tokenizer and blocks built once, shared by every arm
-        shutil.copytree(FamilyPaths(work).data, out.data, dirs_exist_ok=True)
-    build_family(arm_recipe(work, arm), out.root, ARMS[arm][0])
-    family_consistency(out.root, max_blocks=256)
+    out = work / arm  # every arm reads the one token store in work/data (data.prepared)
+    build_family(arm_recipe(work, arm), out, ARMS[arm][0])
+    family_consistency(out, max_blocks=256)
 
 
 def prepare(work: Path) -> None:
     """Train the BPE and pack the corpus once, into work/data."""
-    from hf_progressive.data import prepare_data
-    from hf_progressive.family import plan_family
+    from hf_progressive.token_store import prepare_store
 
-    recipe = arm_recipe(work, "progressive")
-    if not FamilyPaths(work).train_blocks.is_file():
-        prepare_data(recipe, plan_family(recipe, "progressive"), FamilyPaths(work))
+    prepare_store(arm_recipe(work, "progressive"), work / "data")  # reused as is when already prepared
 
 
 def launch(work: Path, arms: list[str], jobs: int, quick: bool) -> dict[str, float]:

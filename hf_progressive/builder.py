@@ -22,7 +22,7 @@ from .checkpoint import (
     write_json,
 )
 from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
-from .data import BlockWindow, prepare_data
+from .data import BlockWindow, as_ids
 from .errors import CheckpointError
 from .expansion import carry_state_dict
 from .family import FamilyPlan, MemberPlan, plan_family
@@ -30,6 +30,7 @@ from .ledger import FamilyPaths, Ledger, MemberRecord
 from .modeling_llama import ProgressiveLlamaForCausalLM
 from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from .recipe import Recipe
+from .token_store import family_store
 from .trainer import ProgressiveTrainer, ProgressiveTrainingArguments, optimizer_state_by_name, process_state
 
 
@@ -44,8 +45,10 @@ def build_family(
     max_steps: int | None = None,
     report_to: str | list[str] = "none",
     callbacks: list | None = None,
+    data: str | None = None,
 ) -> Ledger:
-    """Build (or resume building) every member of `recipe` into `out`; returns the ledger."""
+    """Build (or resume building) every member of `recipe` into `out`; returns the ledger. `data`: a token store
+    (hf-progressive prepare-data) to train on; default the recipe's `data.prepared`, else OUT/data made here."""
     paths, state = FamilyPaths(out), process_state()
     plan = plan_family(recipe, mode, max_steps)
     check_writable(paths.root)
@@ -53,7 +56,9 @@ def build_family(
     if state.is_main_process:  # temp dirs of member saves that a kill interrupted
         for stale in paths.members.glob(".*.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
-    tokenizer, blocks, validation = prepare_data(recipe, plan, paths)
+    tokenizer, store = family_store(recipe, plan, paths, data)
+    ledger.data["store"] = paths.relative(store.path)
+    blocks, validation = store.train, [{"input_ids": ids, "labels": ids} for ids in as_ids(store.validation)]
     parent = None
     for member in plan.members:
         if member.name in ledger.members and paths.is_saved(member.name):

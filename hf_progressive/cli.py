@@ -23,6 +23,7 @@ from .cli_args import (
     ConsistencyArguments,
     EvaluateArguments,
     PlanArguments,
+    PrepareArguments,
     PushArguments,
     PushMetricsArguments,
     ReportArguments,
@@ -92,11 +93,26 @@ def _build_family_command(argv: list[str]) -> int:
     recipe, main_process = load_recipe(recipe_name(args, extra)), process_state().is_main_process
     if main_process:
         print(format_plan(plan_family(recipe, args.mode, args.max_steps_per_stage)), flush=True)
-    ledger = build_family(recipe, args.out, args.mode, max_steps=args.max_steps_per_stage, report_to=args.report_to)
+    options = {"max_steps": args.max_steps_per_stage, "report_to": args.report_to, "data": args.data}
+    ledger = build_family(recipe, args.out, args.mode, **options)
     if main_process:
         paths = FamilyPaths(args.out)
         print(format_ledger(ledger))
         print(f"members in {paths.members}, ledger in {paths.ledger}, report in {write_report(args.out)}")
+    return 0
+
+
+def _prepare_data_command(argv: list[str]) -> int:
+    from .errors import RecipeError
+    from .recipe import load_recipe
+    from .token_store import format_store, prepare_store
+
+    args, extra = _parse("prepare-data", PrepareArguments, argv, [RECIPE])
+    recipe = load_recipe(recipe_name(args, extra))
+    if not args.out:
+        raise RecipeError("--out is required: the folder the token store is written to.")
+    options = {"num_proc": args.num_proc, "max_tokens": args.max_tokens, "overwrite": args.overwrite}
+    print(format_store(prepare_store(recipe, args.out, **options)))
     return 0
 
 
@@ -169,6 +185,7 @@ def _push_metrics_command(argv: list[str]) -> int:
 
 COMMANDS = {  # name -> (handler, one line of help)
     "plan": (_plan_command, "budgets, steps, FLOPs and the saving of a recipe, before any training"),
+    "prepare-data": (_prepare_data_command, "tokenize a recipe's corpus once into a token store (before building)"),
     "build-family": (_build_family_command, "build (or resume) every member of a recipe into OUT"),
     "consistency": (_consistency_command, "KL between the members of a built family -> OUT/consistency.json"),
     "evaluate": (_evaluate_command, "lm-eval on every member (the shipped offline tasks by default)"),

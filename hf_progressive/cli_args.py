@@ -14,13 +14,27 @@ DEFAULT_RECIPE = "tiny"
 
 
 @dataclass
-class RecipeArguments:
+class RecipeChoice:
     recipe: str | None = field(
         default=None,
         metadata={
             "help": f"A shipped recipe ({', '.join(shipped_recipes())}) or a YAML file (or give it positionally)."
         },
     )
+
+
+@dataclass
+class PrepareArguments(RecipeChoice):
+    """Options of `hf-progressive prepare-data [RECIPE] --out DIR`."""
+
+    out: str | None = field(default=None, metadata={"help": "Folder of the token store (required)."})
+    num_proc: int = field(default=1, metadata={"help": "Tokenizer worker processes (the blocks do not depend on it)."})
+    max_tokens: int | None = field(default=None, metadata={"help": "Stop after this many training tokens."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a store made from another recipe or cap."})
+
+
+@dataclass
+class RecipeArguments(RecipeChoice):
     max_steps_per_stage: int | None = field(default=None, metadata={"help": "Cap every stage (smoke tests)."})
 
 
@@ -39,6 +53,10 @@ class BuildArguments(PlanArguments):
 
     out: str = field(default="out", metadata={"help": f"Output directory ({LEDGER_FILE}, members/, stages/, data/)."})
     report_to: str = field(default="none", metadata={"help": "Trainer report_to: none, tensorboard, wandb, ..."})
+    data: str | None = field(
+        default=None,
+        metadata={"help": "A token store from prepare-data (default: the recipe's data.prepared, else OUT/data)."},
+    )
 
 
 @dataclass
@@ -56,7 +74,7 @@ class CompareArguments(RecipeArguments):
     eval_limit: int | None = field(default=None, metadata={"help": "Documents per lm-eval task."})
 
 
-def recipe_name(args: RecipeArguments, positional) -> str:
+def recipe_name(args: RecipeChoice, positional) -> str:
     """The recipe given positionally or with --recipe (both: they must agree); default `tiny`."""
     given = getattr(positional, "recipe_path", None)
     if given and args.recipe and given != args.recipe:
@@ -123,6 +141,7 @@ __all__ = [
     "ConsistencyArguments",
     "EvaluateArguments",
     "PlanArguments",
+    "PrepareArguments",
     "PushArguments",
     "PushMetricsArguments",
     "ReportArguments",

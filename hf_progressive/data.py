@@ -1,6 +1,7 @@
-"""Data for a family: read a corpus with `datasets` (the embedded public-domain slice, local text/JSONL/parquet files,
-or a Hub dataset streamed where the network allows), get a tokenizer (any HF tokenizer, or a byte-level BPE trained on
-the corpus), pack documents into fixed-length blocks, and hand each stage exactly its window of blocks."""
+"""Data for a family: stream a corpus with `datasets` (the embedded public-domain slice, local text/JSONL/parquet
+files, a local dataset folder, or a Hub dataset id), shuffle and hold out documents as the recipe says, get a
+tokenizer (any HF tokenizer, or a byte-level BPE trained on the corpus), and hand each stage exactly its window of
+blocks. Tokenizing into blocks on disk is token_store.py's job."""
 
 import bisect
 import glob
@@ -9,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from transformers.utils import logging
@@ -27,6 +29,7 @@ EMBEDDED = {
 }
 BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 EOS = "<|endoftext|>"
+HOLDOUT = "holdout"  # data.validation: hold out the first `holdout_documents` training documents
 
 
 def _builder(source: str) -> str | None:
@@ -37,65 +40,87 @@ def _builder(source: str) -> str | None:
     return BUILDERS[suffixes[-1]]
 
 
-def iter_texts(spec: DataSpec, split: str) -> Iterator[str]:
-    """The documents of `spec.train` or `spec.validation` (`split`), in order, as strings."""
+def iter_texts(spec: DataSpec, split: str, shuffle: bool = False) -> Iterator[str]:
+    """The documents of `spec.train` or `spec.validation` (`split`), in order (or, with `shuffle` and a
+    `spec.shuffle_seed`, buffer-shuffled deterministically), as strings. Every source is streamed: nothing holds the
+    corpus, whatever its size."""
+    source, builder, dataset = _stream(spec, split)
+    if shuffle and spec.shuffle_seed is not None:
+        dataset = dataset.shuffle(seed=spec.shuffle_seed, buffer_size=spec.shuffle_buffer)
+    field = spec.text_field if builder != "text" else "text"
+    documents, rows = 0, iter(dataset)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except Exception as error:  # not JSON, wrong encoding, ...: surfaces while streaming
+            reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+            raise DataError(
+                f"data.{split}={source!r}: cannot be read as {builder or 'a dataset'} ({reason}); give a text, "
+                "JSONL, JSON, CSV or parquet corpus."
+            ) from None
+        yield _text(row, field, source, split)
+        documents += 1
+    if not documents:
+        raise DataError(f"data.{split}={source!r}: holds no documents; point it at a non-empty text corpus.")
+
+
+def training_documents(spec: DataSpec) -> Iterator[str]:
+    """The training stream (shuffled when `spec.shuffle_seed` is set) without the documents held out for
+    validation (`validation: holdout`)."""
+    documents = iter_texts(spec, "train", shuffle=True)
+    if spec.validation == HOLDOUT:
+        for _ in itertools.islice(documents, spec.holdout_documents):
+            pass
+    return documents
+
+
+def validation_documents(spec: DataSpec) -> Iterator[str]:
+    """The validation documents: the first `holdout_documents` of the (shuffled) training stream with
+    `validation: holdout`, else the validation source."""
+    if spec.validation == HOLDOUT:
+        return itertools.islice(iter_texts(spec, "train", shuffle=True), spec.holdout_documents)
+    return iter_texts(spec, "validation")
+
+
+def _text(row: dict, field: str, source: str, split: str) -> str:
+    if field not in row:
+        raise DataError(f"data.text_field={field!r}: not a column of {source} (columns: {', '.join(row)}).")
+    if not isinstance(row[field], str):
+        kind = type(row[field]).__name__
+        raise DataError(f"data.{split}={source!r}: column {field!r} holds {kind}, not text.")
+    return row[field]
+
+
+def _stream(spec: DataSpec, split: str) -> tuple:
+    """`(source, builder or None, IterableDataset)` for one split: local files (globs), a local dataset folder or a
+    Hub dataset id, always with `streaming=True`."""
     import datasets
 
     source = getattr(spec, split)
     if source == "embedded":
         source = str(EMBEDDED[split])
     builder, files = _builder(source), glob.glob(source)
-    if builder is None and files:
+    if builder is None and files and not Path(source).is_dir():
         raise DataError(
             f"data.{split}={source!r}: a local file of unknown format; use .txt, .jsonl, .json, .csv or .parquet "
-            "(optionally .gz)."
+            "(optionally .gz), or a dataset folder."
         )
     if builder is not None:
         if not files:
             raise DataError(f"data.{split}={source!r}: no such file.")
         if all(os.path.getsize(f) == 0 for f in files):
             raise DataError(f"data.{split}={source!r}: empty; point it at a non-empty text corpus.")
-        dataset = _load_local(builder, source, split)
-    else:  # a Hub dataset id
-        hub_split = spec.hub_split if split == "train" else "validation"
-        try:
-            dataset = datasets.load_dataset(source, split=hub_split, streaming=True)
-        except Exception as error:
-            raise DataError(
-                f"data.{split}={source!r}: not a local file and not loadable from the Hub ({type(error).__name__})."
-            ) from None
-    field = spec.text_field if builder != "text" else "text"
-    documents = 0
-    for row in dataset:
-        if field not in row:
-            raise DataError(f"data.text_field={field!r}: not a column of {source} (columns: {', '.join(row)}).")
-        if not isinstance(row[field], str):
-            kind = type(row[field]).__name__
-            raise DataError(f"data.{split}={source!r}: column {field!r} holds {kind}, not text.")
-        documents += 1
-        yield row[field]
-    if not documents:
-        raise DataError(f"data.{split}={source!r}: holds no documents; point it at a non-empty text corpus.")
-
-
-def _load_local(builder: str, source: str, split: str):
-    """A local file as a datasets table (quietly: errors are one line, no progress bars on stderr)."""
-    import datasets
-    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    quiet = are_progress_bars_disabled()
-    disable_progress_bars()
-    try:
-        return datasets.load_dataset(builder, data_files=source, split="train")
-    except Exception as error:  # empty file, not JSON, wrong encoding, ...
-        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        return source, builder, datasets.load_dataset(builder, data_files=source, split="train", streaming=True)
+    hub_split = spec.hub_split if split == "train" else "validation"
+    try:  # a local dataset folder (e.g. parquet shards) or a Hub dataset id
+        dataset = datasets.load_dataset(source, split=hub_split, streaming=True, revision=spec.revision)
+    except Exception as error:
         raise DataError(
-            f"data.{split}={source!r}: cannot be read as {builder} ({reason}); give a text, JSONL, JSON, CSV or "
-            "parquet corpus."
+            f"data.{split}={source!r}: not a local file and not loadable from the Hub ({type(error).__name__})."
         ) from None
-    finally:
-        if not quiet:
-            enable_progress_bars()
+    return source, None, dataset
 
 
 def train_bpe(texts: Iterator[str], vocab_size: int, max_chars: int) -> PreTrainedTokenizerFast:
@@ -128,7 +153,7 @@ def get_tokenizer(recipe: Recipe):
     """The recipe's tokenizer, checked against its vocab_size."""
     spec = recipe.tokenizer
     if spec.train_bpe:
-        tokenizer = train_bpe(iter_texts(recipe.data, "train"), recipe.vocab_size, spec.bpe_training_chars)
+        tokenizer = train_bpe(training_documents(recipe.data), recipe.vocab_size, spec.bpe_training_chars)
     else:
         try:
             tokenizer = AutoTokenizer.from_pretrained(spec.path)
@@ -167,41 +192,6 @@ def pack(texts: Iterator[str], tokenizer, seq_len: int, max_blocks: int | None =
     return torch.tensor(ids[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
 
 
-def prepare_data(recipe: Recipe, plan, paths) -> tuple:
-    """`(tokenizer, training blocks, validation examples)` for building `plan` (a `family.FamilyPlan`) into the
-    family folder `paths` (`ledger.FamilyPaths`): built once by the main process (the others wait), cached in
-    OUT/data, read by every process."""
-    from .trainer import process_state
-
-    state = process_state()
-    with state.main_process_first():
-        if not paths.train_blocks.is_file() and state.is_main_process:
-            _build_data(recipe, plan, paths)
-        tokenizer = AutoTokenizer.from_pretrained(paths.tokenizer)
-        check_tokenizer(tokenizer, recipe.vocab_size)
-        blocks = torch.load(paths.train_blocks, weights_only=True)
-        validation = torch.load(paths.validation_blocks, weights_only=True)
-    return tokenizer, blocks, [{"input_ids": row, "labels": row} for row in validation]
-
-
-def _build_data(recipe: Recipe, plan, paths) -> None:
-    from .checkpoint import atomic_output_dir
-
-    tokenizer = get_tokenizer(recipe)
-    needed = max(max(end for _, end in m.window.spans()) for m in plan.members)  # blocks any stage reads
-    blocks = pack(iter_texts(recipe.data, "train"), tokenizer, recipe.seq_len, needed)
-    if len(blocks) < needed:
-        logger.warning(
-            f"the corpus holds {len(blocks)} blocks of {recipe.seq_len} tokens but the plan reads "
-            f"{needed}: stages wrap around and repeat data (data_passes in the ledger says how much)"
-        )
-    validation = pack(iter_texts(recipe.data, "validation"), tokenizer, recipe.seq_len, recipe.data.validation_blocks)
-    with atomic_output_dir(paths.data, overwrite=True) as tmp:
-        tokenizer.save_pretrained(tmp / paths.tokenizer.relative_to(paths.data))
-        torch.save(blocks, tmp / paths.train_blocks.relative_to(paths.data))
-        torch.save(validation, tmp / paths.validation_blocks.relative_to(paths.data))
-
-
 def held_out_blocks(tokenizer_dir: Path, source: str, seq_len: int, max_blocks: int) -> torch.Tensor:
     """Up to `max_blocks` blocks of `seq_len` tokens from held-out text file(s) `source` (txt/jsonl/parquet, globs),
     tokenized with the tokenizer saved in `tokenizer_dir`."""
@@ -209,16 +199,11 @@ def held_out_blocks(tokenizer_dir: Path, source: str, seq_len: int, max_blocks: 
     return pack(iter_texts(DataSpec(validation=source), "validation"), tokenizer, seq_len, max_blocks)
 
 
-def validation_blocks(paths) -> torch.Tensor:
-    """The family's held-out blocks `(n, seq_len)` as prepare_data cached them (`paths`: `ledger.FamilyPaths`)."""
-    return torch.load(paths.validation_blocks, weights_only=True)
-
-
 class BlockWindow(torch.utils.data.Dataset):
-    """The blocks one stage reads, in order: `window` is in blocks; past the end of the corpus it wraps around
-    (and `epochs` says how many passes that makes)."""
+    """The blocks one stage reads, in order: `window` is in blocks of `blocks` (a tensor, or a token store's memmap:
+    only the rows read are touched); past the end of the corpus it wraps around (`epochs` says how many passes)."""
 
-    def __init__(self, blocks: torch.Tensor, window: Window):
+    def __init__(self, blocks, window: Window):
         self.blocks, self.spans = blocks, window.spans()
         self.offsets = list(itertools.accumulate(end - begin for begin, end in self.spans))
 
@@ -238,19 +223,25 @@ class BlockWindow(torch.utils.data.Dataset):
         return self.spans[span][0] + i - (self.offsets[span - 1] if span else 0)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        block = self.blocks[self.block_index(i) % len(self.blocks)]
+        block = as_ids(self.blocks[self.block_index(i) % len(self.blocks)])
         return {"input_ids": block, "labels": block}
+
+
+def as_ids(blocks) -> torch.Tensor:
+    """Token-id blocks (a tensor, or rows of a memory-mapped uint16/uint32 store) as an int64 tensor."""
+    return blocks.long() if torch.is_tensor(blocks) else torch.from_numpy(np.asarray(blocks, dtype=np.int64))
 
 
 __all__ = [
     "BlockWindow",
+    "as_ids",
     "EMBEDDED",
     "check_tokenizer",
     "get_tokenizer",
     "held_out_blocks",
     "iter_texts",
+    "training_documents",
+    "validation_documents",
     "pack",
-    "prepare_data",
     "train_bpe",
-    "validation_blocks",
 ]

@@ -8,7 +8,7 @@ schema version: `Ledger.read(out)` refuses, in one line, a ledger written by an 
       family.json                  Ledger: recipe identity, training set-up, one MemberRecord per finished member
       members/<name>/              vanilla checkpoint + growth.json, training_log.json, eval_results.json
       stages/<name>/               Trainer checkpoints, clock.json, optimizer_final.pt (for `carry`)
-      data/                        tokenizer/, blocks.pt, validation.pt (built once)
+      data/                        the token store (token_store.py) built here when none is given
       consistency.json, eval_results.json, report.md, *.png    derived results
       hub_upload/, hub_metrics/    exactly what a push uploads (staged by `hf-progressive push`)
 """
@@ -44,10 +44,7 @@ class FamilyPaths:
     ledger = property(lambda self: self.root / LEDGER_FILE)
     members = property(lambda self: self.root / "members")
     stages = property(lambda self: self.root / "stages")
-    data = property(lambda self: self.root / "data")
-    tokenizer = property(lambda self: self.data / "tokenizer")
-    train_blocks = property(lambda self: self.data / "blocks.pt")
-    validation_blocks = property(lambda self: self.data / "validation.pt")
+    data = property(lambda self: self.root / "data")  # the token store build-family makes when given none
     consistency = property(lambda self: self.root / CONSISTENCY_FILE)
     eval_results = property(lambda self: self.root / EVAL_FILE)
     report = property(lambda self: self.root / REPORT_FILE)
@@ -79,6 +76,15 @@ class FamilyPaths:
 
     def plots(self) -> list[Path]:
         return sorted(self.root.glob("*.png"))
+
+    def store(self, ledger: "Ledger") -> Path:
+        """The token store the family was trained on (recorded relative to OUT when it lies inside)."""
+        return self.root / ledger.data.get("store", "data")
+
+    def relative(self, path: Path) -> str:
+        """`path` relative to OUT when it lies inside (the family folder can move), else absolute."""
+        path, root = Path(path).resolve(), self.root.resolve()
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
     def is_saved(self, name: str) -> bool:
         """Whether member `name` was written to the end (member folders appear by an atomic rename)."""
@@ -124,7 +130,7 @@ class Ledger:
     batch_size: int  # global sequences per optimizer step
     seq_len: int
     tokenizer: str  # a tokenizer path/id, or "byte-level BPE trained on the corpus (vocab N)"
-    data: dict  # train / validation sources and the text field
+    data: dict  # train / validation sources, the text field, and `store`: the token store read (relative to OUT)
     members_planned: int
     members: dict[str, MemberRecord] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION

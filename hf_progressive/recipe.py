@@ -51,13 +51,21 @@ class TokenizerSpec:
 @dataclass
 class DataSpec:
     """`train` / `validation`: "embedded" (the public-domain corpus shipped with the package), local text, JSONL,
-    JSON or parquet files (globs allowed), or a Hub dataset id (streamed where the network allows)."""
+    JSON or parquet files (globs allowed), a local dataset folder, or a Hub dataset id (all streamed). `validation:
+    holdout` holds out the first `holdout_documents` training documents instead (for corpora that publish only a
+    train split). `shuffle_seed` buffer-shuffles the training documents before packing. `prepared`: a token store
+    written by `hf-progressive prepare-data` (build-family then reads it instead of the sources)."""
 
     train: str = "embedded"
     validation: str = "embedded"
     text_field: str = "text"
     hub_split: str = "train"
+    revision: str | None = None  # Hub dataset revision (a commit or tag), recorded in the store's manifest
     validation_blocks: int = 32
+    holdout_documents: int = 0
+    shuffle_seed: int | None = None
+    shuffle_buffer: int = 10_000  # documents held in the shuffle buffer (datasets' IterableDataset.shuffle)
+    prepared: str | None = None
 
 
 @dataclass
@@ -139,6 +147,7 @@ def _validate(recipe: Recipe) -> None:
         f"it must be >= seq_len={recipe.seq_len}: raise it or lower seq_len",
     )
     _validate_tokenizer(recipe)
+    _validate_data(recipe.data)
     _validate_schedule(recipe)
     member_configs(recipe)  # sizes must resolve and grow member to member
 
@@ -170,6 +179,20 @@ def _validate_member(k: int, member: MemberSpec) -> None:
     _check(member.lora_r > 0, f"members[{k}].lora_r", member.lora_r, "use a positive rank")
     if member.max_lr is not None:
         _check(member.max_lr > 0, f"members[{k}].max_lr", member.max_lr, "use a positive learning rate")
+
+
+def _validate_data(data: DataSpec) -> None:
+    for name in ("validation_blocks", "shuffle_buffer"):
+        value = getattr(data, name)
+        _check(isinstance(value, int) and value > 0, f"data.{name}", value, "use a positive integer")
+    holdout = data.validation == "holdout"
+    _check(
+        isinstance(data.holdout_documents, int)
+        and (data.holdout_documents > 0 if holdout else data.holdout_documents >= 0),
+        "data.holdout_documents",
+        data.holdout_documents,
+        "with validation: holdout, hold out a positive number of documents" if holdout else "use 0 or more",
+    )
 
 
 def _validate_tokenizer(recipe: Recipe) -> None:

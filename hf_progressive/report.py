@@ -11,9 +11,10 @@ import torch
 
 from .checkpoint import load_model, read_json, write_atomic, write_json
 from .consistency import consistency
-from .data import held_out_blocks, validation_blocks
+from .data import as_ids, held_out_blocks
 from .ledger import FamilyPaths, Ledger
 from .modeling_llama import ProgressiveLlamaForCausalLM
+from .token_store import TokenStore
 
 
 def family_consistency(
@@ -27,9 +28,10 @@ def family_consistency(
     """KL between the members of `out` on held-out blocks: `blocks`, or text file(s) `data` packed with the family's
     tokenizer, or by default the family's own validation blocks; writes OUT/consistency.json."""
     paths, ledger = FamilyPaths(out), Ledger.read(out)
+    store = TokenStore.open(paths.store(ledger))
     if data is not None:
-        blocks = held_out_blocks(paths.tokenizer, data, ledger.seq_len, max_blocks)
-    blocks = validation_blocks(paths) if blocks is None else blocks
+        blocks = held_out_blocks(store.tokenizer_dir, data, ledger.seq_len, max_blocks)
+    blocks = as_ids(store.validation) if blocks is None else blocks
     models = {name: load_model(paths.member(name), ProgressiveLlamaForCausalLM) for name in ledger.members}
     result = consistency(models, blocks[:max_blocks], batch_size=batch_size, pairs=pairs, progress=True)
     write_json(paths.consistency, result)

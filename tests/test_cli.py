@@ -112,7 +112,7 @@ def test_console_entry_point_exit_code(tiny_checkpoint, tmp_path):
 def test_usage_without_command(capsys):
     assert main([]) == 2
     err = capsys.readouterr().err
-    assert "usage: hf-progressive {plan,build-family,consistency,evaluate,report,compare,push,push-metrics," in err
+    assert "usage: hf-progressive {plan,prepare-data,build-family,consistency,evaluate,report,compare,push," in err
     assert main(["bogus"]) == 2 and "unknown command 'bogus'" in capsys.readouterr().err
 
 

@@ -9,10 +9,13 @@ import yaml
 from testing_utils import tiny_recipe_data
 from transformers import AutoModelForCausalLM
 
+from hf_progressive.cli import main
+
 
 def test_two_process_accelerate_launch_builds_the_family(tmp_path):
     recipe = tiny_recipe_data(name="dist", eval_steps=100)
     (tmp_path / "dist.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["prepare-data", str(tmp_path / "dist.yaml"), "--out", str(tmp_path / "store")]) == 0  # step 1
     command = [
         sys.executable,
         "-m",
@@ -34,6 +37,8 @@ def test_two_process_accelerate_launch_builds_the_family(tmp_path):
         str(tmp_path / "out"),
         "--max-steps-per-stage",
         "3",
+        "--data",  # step 2: every rank memory-maps the store
+        str(tmp_path / "store"),
     ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
@@ -46,4 +51,8 @@ def test_two_process_accelerate_launch_builds_the_family(tmp_path):
     for name in ledger["members"]:
         model = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "members" / name)
         assert model.config.architectures == ["LlamaForCausalLM"]
+    assert json.loads((tmp_path / "out" / "family.json").read_text())["data"]["store"] == str(
+        (tmp_path / "store").resolve()
+    )
+    assert not (tmp_path / "out" / "data").exists()  # nothing re-tokenized inside the launch
     assert result.stdout.count("dist (progressive):") == 1  # the ledger is printed by the main process only

@@ -108,6 +108,33 @@ def _unwritable_out(tmp, _):
     return ["build-family", "--recipe", recipe_file(tmp), "--out", str(tmp / "a-file" / "out")]
 
 
+def _store(tmp, **changes):
+    """A small token store of the test recipe (with `changes`), in tmp/store."""
+    from hf_progressive.token_store import prepare_store
+
+    prepare_store(load_recipe(recipe_file(tmp, **changes)), tmp / "store", max_tokens=320, progress=False)
+    return tmp / "store"
+
+
+def _build_with_store(make_store):
+    def argv(tmp, _):
+        store = make_store(tmp)  # first: it writes its own recipe file, which _build then replaces
+        return [*_build(tmp), "--data", str(store)]
+
+    return argv
+
+
+def _damaged_manifest(tmp):
+    store = _store(tmp)
+    (store / "manifest.json").write_text('{"format": "hf_progressive-token-store", "seq_')
+    return store
+
+
+def _store_is_a_file(tmp):
+    (tmp / "store.bin").write_bytes(b"\0" * 64)
+    return tmp / "store.bin"
+
+
 CLI_CASES = [
     # (id, argv builder, fragment of the one-line error)
     ("wrong type", lambda t, c: _build(t, batch_size="sixteen"), "batch_size"),
@@ -157,6 +184,15 @@ CLI_CASES = [
     ("remote code", _expand_from(remote_code_checkpoint), "asks for remote code"),
     ("expand shrinking", lambda t, c: ["expand", str(c), str(t / "big"), "--hidden-size", "16"], "smaller"),
     ("consistency without family", lambda t, c: ["consistency", str(t)], "no family.json"),
+    ("store of another seq_len", _build_with_store(lambda t: _store(t, seq_len=16)), "seq_len=16, but the recipe's"),
+    ("store of another tokenizer", _build_with_store(lambda t: _store(t, vocab_size=400)), "another tokenizer"),
+    ("damaged store manifest", _build_with_store(_damaged_manifest), "damaged or not a token store manifest"),
+    ("store path is a file", _build_with_store(_store_is_a_file), "a file, not a token store folder"),
+    (
+        "prepare-data into a file",
+        lambda t, c: ["prepare-data", recipe_file(t), "--out", _data_file(t, "f", b"x")],
+        "a file",
+    ),
 ]
 
 

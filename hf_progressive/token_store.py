@@ -1,0 +1,352 @@
+"""The token store: a corpus tokenized once into fixed-length blocks on disk, memory-mapped by every rank.
+
+    STORE/
+      manifest.json     what the store holds and how it was made (tokenizer hash, sources, seq_len, dtype, counts)
+      tokenizer/        the tokenizer that made it
+      train.bin         training blocks, row-major (n_blocks, seq_len), uint16 (vocabulary <= 65,536) or uint32
+      validation.bin    validation blocks, same layout
+
+Raw little-endian arrays read with `numpy.memmap` (nanoGPT / Megatron style): opening a window anywhere in the store
+costs a page fault, not a load, and 2 bytes per token on disk (BENCHMARKS.md compares it with a `datasets` Arrow
+store). `prepare_store` tokenizes in `num_proc` worker processes, in order, so the block stream is identical for any
+`num_proc`; memory stays bounded by a few chunks of documents, whatever the corpus size. A store appears complete
+(atomic rename) or not at all."""
+
+import hashlib
+import json
+import os
+import shutil
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+from transformers.utils import logging
+
+from .checkpoint import atomic_output_dir, write_json
+from .data import check_tokenizer, get_tokenizer, training_documents, validation_documents
+from .errors import DataError
+from .recipe import Recipe
+
+
+logger = logging.get_logger(__name__)
+
+FORMAT, FORMAT_VERSION = "hf_progressive-token-store", 1
+MANIFEST, TOKENIZER_DIR, TRAIN_FILE, VALIDATION_FILE = "manifest.json", "tokenizer", "train.bin", "validation.bin"
+CHUNK_DOCUMENTS = 256  # documents per tokenizer call (and per task sent to a worker)
+
+
+def store_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every token id fits (vocabulary <= 65,536), else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+def store_request(recipe: Recipe, max_tokens: int | None) -> dict:
+    """What a store is made from: the part of the recipe that decides its blocks, and the token cap. Two requests
+    that are equal give the same store."""
+    import dataclasses
+
+    data = {k: v for k, v in dataclasses.asdict(recipe.data).items() if k not in ("prepared",)}
+    tokenizer = {**dataclasses.asdict(recipe.tokenizer), "vocab_size": recipe.vocab_size}
+    return {"seq_len": recipe.seq_len, "tokenizer": tokenizer, "data": data, "max_tokens": max_tokens}
+
+
+@dataclass
+class TokenStore:
+    """An opened store: `train` and `validation` are read-only memmaps of shape `(n_blocks, seq_len)`."""
+
+    path: Path
+    manifest: dict
+    train: np.ndarray
+    validation: np.ndarray
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "TokenStore":
+        path = Path(path)
+        manifest = read_manifest(path)
+        shape = (manifest["seq_len"],)
+        arrays = [
+            _memmap(path / name, manifest["dtype"], manifest[key], shape[0])
+            for name, key in ((TRAIN_FILE, "train_blocks"), (VALIDATION_FILE, "validation_blocks"))
+        ]
+        return cls(path, manifest, *arrays)
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.path / TOKENIZER_DIR
+
+    def check(self, recipe: Recipe) -> None:
+        """Refuse, in one line, a store made with another seq_len or tokenizer than `recipe`'s, or whose tokenizer
+        files changed since."""
+        made = self.manifest["request"]
+        if made["seq_len"] != recipe.seq_len:
+            raise DataError(
+                f"{self.path}: token store of seq_len={made['seq_len']}, but the recipe's seq_len={recipe.seq_len}; "
+                "prepare a store for this recipe (hf-progressive prepare-data)."
+            )
+        wanted = store_request(recipe, None)["tokenizer"]
+        if made["tokenizer"] != wanted:
+            raise DataError(
+                f"{self.path}: token store made with another tokenizer ({_describe(made['tokenizer'])}) than the "
+                f"recipe's ({_describe(wanted)}); prepare a store for this recipe (hf-progressive prepare-data)."
+            )
+        if tokenizer_hash(self.tokenizer_dir) != self.manifest["tokenizer_hash"]:
+            raise DataError(f"{self.path}: its tokenizer files changed since it was made; prepare the store again.")
+
+
+def _describe(tokenizer: dict) -> str:
+    return tokenizer["path"] or f"BPE trained on the corpus, vocab {tokenizer['vocab_size']}"
+
+
+def _memmap(file: Path, dtype: str, n_blocks: int, seq_len: int) -> np.ndarray:
+    expected = n_blocks * seq_len * np.dtype(dtype).itemsize
+    if not file.is_file() or file.stat().st_size != expected:
+        size = file.stat().st_size if file.is_file() else "no file"
+        raise DataError(f"{file}: {size} bytes, the manifest promises {expected}; prepare the store again.")
+    return np.memmap(file, dtype=dtype, mode="r", shape=(n_blocks, seq_len))
+
+
+def read_manifest(path: Path) -> dict:
+    """The manifest of store `path`; one-line `DataError` for a missing, damaged or foreign one."""
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: a file, not a token store folder; pass the folder prepare-data wrote.")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        keys = ("request", "seq_len", "dtype", "train_blocks", "validation_blocks", "tokenizer_hash")
+        assert manifest.get("format") == FORMAT and all(key in manifest for key in keys)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not a token store (no {MANIFEST}); run hf-progressive prepare-data.") from None
+    except (ValueError, AssertionError, AttributeError):
+        raise DataError(
+            f"{path / MANIFEST}: damaged or not a token store manifest; prepare the store again."
+        ) from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path}: token store format {manifest.get('format_version')}; prepare the store again.")
+    return manifest
+
+
+def tokenizer_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+def prepare_store(
+    recipe: Recipe,
+    out: str | os.PathLike,
+    *,
+    num_proc: int = 1,
+    max_tokens: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TokenStore:
+    """Tokenize `recipe`'s data into a store at `out` (see the module docstring); an existing store made from the same
+    request is reused as is. Returns the opened store."""
+    out, request = Path(out), store_request(recipe, max_tokens)
+    existing = _existing(out, request, overwrite)
+    if existing is not None:
+        return existing
+    for stale in out.parent.glob(f".{out.name}.tmp-*") if out.parent.is_dir() else []:  # an interrupted run's
+        shutil.rmtree(stale, ignore_errors=True)
+    with atomic_output_dir(out, overwrite=True) as tmp:
+        dtype, counts = _write_store(recipe, tmp, num_proc, max_tokens, progress)
+        write_json(tmp / MANIFEST, _manifest(request, tmp, dtype, counts, num_proc))
+    return TokenStore.open(out)
+
+
+def _write_store(recipe: Recipe, folder: Path, num_proc: int, max_tokens: int | None, progress: bool) -> tuple:
+    """Tokenizer, validation blocks, then training blocks into `folder`; returns `(dtype, block counts)`."""
+    tokenizer = get_tokenizer(recipe)
+    tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+    dtype, seq_len = store_dtype(len(tokenizer)), recipe.seq_len
+    cap = None if max_tokens is None else max(1, max_tokens // seq_len)
+    splits = {  # split: (documents, file, block cap, processes); validation first, it is small
+        "validation": (validation_documents(recipe.data), VALIDATION_FILE, recipe.data.validation_blocks, 1),
+        "train": (training_documents(recipe.data), TRAIN_FILE, cap, num_proc),
+    }
+    counts = {}
+    for split, (documents, file, blocks, processes) in splits.items():
+        total = None if blocks is None else blocks * seq_len  # known: the bar shows an ETA
+        with tqdm(total=total, unit="tok", unit_scale=True, desc=f"{split} tokens", disable=not progress) as bar:
+            stream = encode(documents, folder / TOKENIZER_DIR, processes)
+            counts[split] = write_blocks(stream, folder / file, seq_len, dtype, blocks, bar)
+    return dtype, counts
+
+
+def _existing(out: Path, request: dict, overwrite: bool) -> TokenStore | None:
+    """The store already at `out` if it was made from `request`; None if `out` is free (or may be replaced)."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: a file, not a folder; choose a folder for the token store.")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    try:
+        manifest = read_manifest(out)
+    except DataError:
+        if overwrite:
+            return None
+        raise DataError(
+            f"{out}: exists and is not a token store; choose a new folder (or pass --overwrite)."
+        ) from None
+    if manifest["request"] == request:
+        return TokenStore.open(out)
+    if overwrite:
+        return None
+    raise DataError(
+        f"{out}: holds a token store made from another recipe or cap; choose a new folder (or pass --overwrite)."
+    )
+
+
+def _manifest(request: dict, folder: Path, dtype: np.dtype, counts: dict, num_proc: int) -> dict:
+    from . import __version__
+
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "request": request,
+        "seq_len": request["seq_len"],
+        "dtype": dtype.name,
+        "train_blocks": counts["train"],
+        "validation_blocks": counts["validation"],
+        "tokenizer_hash": tokenizer_hash(folder / TOKENIZER_DIR),
+        "shuffle": {"seed": request["data"]["shuffle_seed"], "buffer_size": request["data"]["shuffle_buffer"]},
+        "holdout_documents": request["data"]["holdout_documents"] if request["data"]["validation"] == "holdout" else 0,
+        "num_proc": num_proc,  # informational: the blocks do not depend on it
+        "library_version": __version__,
+    }
+
+
+def write_blocks(stream: Iterator[np.ndarray], file: Path, seq_len: int, dtype, max_blocks: int | None, bar) -> int:
+    """Cut a stream of token arrays into blocks of `seq_len` and append them to `file` (the tail shorter than a block
+    is dropped); stops after `max_blocks`. Returns the number of blocks written."""
+    written, pending = 0, np.empty(0, dtype=np.int64)
+    with open(file, "wb") as handle:
+        for tokens in stream:
+            pending = np.concatenate([pending, tokens])
+            full = len(pending) // seq_len
+            if max_blocks is not None:
+                full = min(full, max_blocks - written)
+            pending[: full * seq_len].astype(dtype).tofile(handle)
+            pending, written = pending[full * seq_len :], written + full
+            bar.update(full * seq_len)
+            if max_blocks is not None and written >= max_blocks:
+                break
+    if written == 0:
+        raise DataError(f"data: the corpus holds {len(pending)} tokens, less than one block of seq_len={seq_len}.")
+    return written
+
+
+def encode(documents: Iterator[str], tokenizer_dir: Path, num_proc: int = 1) -> Iterator[np.ndarray]:
+    """Token ids of the documents, each followed by EOS, one array per chunk of documents, in document order.
+    With `num_proc > 1` chunks are tokenized in worker processes, a bounded number in flight."""
+    chunks = _chunks(documents)
+    if num_proc <= 1:
+        _load_tokenizer(tokenizer_dir)
+        yield from map(_encode_chunk, chunks)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(num_proc, _init_worker, (tokenizer_dir,)) as pool:
+        pending = deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(_encode_chunk, (chunk,)))
+            if len(pending) >= 4 * num_proc:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def _chunks(documents: Iterator[str]) -> Iterator[list[str]]:
+    chunk = []
+    for document in documents:
+        chunk.append(document)
+        if len(chunk) == CHUNK_DOCUMENTS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+_TOKENIZER = None  # per process: the tokenizer `encode` loaded
+
+
+def _init_worker(tokenizer_dir: Path) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # in a worker, parallelism comes from the processes
+    _load_tokenizer(tokenizer_dir)
+
+
+def _load_tokenizer(tokenizer_dir: Path) -> None:
+    global _TOKENIZER
+    from transformers import AutoTokenizer
+
+    _TOKENIZER = AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+def _encode_chunk(chunk: list[str]) -> np.ndarray:
+    eos = _TOKENIZER.eos_token_id
+    ids = _TOKENIZER(chunk, add_special_tokens=False)["input_ids"]
+    out = np.empty(sum(len(i) for i in ids) + len(ids), dtype=np.int64)
+    position = 0
+    for tokens in ids:
+        out[position : position + len(tokens)] = tokens
+        out[position + len(tokens)] = eos
+        position += len(tokens) + 1
+    return out
+
+
+def family_store(recipe: Recipe, plan, paths, prepared: str | None = None):
+    """`(tokenizer, store)` a family trains on: `prepared` (or the recipe's `data.prepared`) as given, else OUT/data,
+    prepared here through `prepare_store` with just the blocks the plan reads (rebuilt if it was made for another
+    request). The main process prepares, then every process memory-maps; a store smaller than the plan is said in
+    one line before training."""
+    from transformers import AutoTokenizer
+
+    from .trainer import process_state
+
+    state, needed = process_state(), blocks_needed(plan)
+    source = prepared or recipe.data.prepared
+    with state.main_process_first():
+        if source is None and state.is_main_process:
+            prepare_store(recipe, paths.data, max_tokens=needed * recipe.seq_len, overwrite=True)
+        store = TokenStore.open(source or paths.data)
+    store.check(recipe)
+    if len(store.train) < needed and state.is_main_process:
+        logger.warning(
+            f"{store.path}: holds {len(store.train):,} blocks of {recipe.seq_len} tokens but the plan reads "
+            f"{needed:,}: stages wrap around and read the data {needed / len(store.train):.2f} times"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(store.tokenizer_dir)
+    check_tokenizer(tokenizer, recipe.vocab_size)
+    return tokenizer, store
+
+
+def format_store(store: TokenStore) -> str:
+    """What `hf-progressive prepare-data` prints."""
+    m = store.manifest
+    tokens = m["train_blocks"] * m["seq_len"]
+    return (
+        f"token store {store.path}: {m['train_blocks']:,} training blocks ({tokens:,} tokens) and "
+        f"{m['validation_blocks']:,} validation blocks of {m['seq_len']} tokens, {m['dtype']}; "
+        f"build with: hf-progressive build-family RECIPE --data {store.path}"
+    )
+
+
+def blocks_needed(plan) -> int:
+    """The furthest block any stage of `plan` (a `family.FamilyPlan`) reads."""
+    return max(max(end for _, end in member.window.spans()) for member in plan.members)
+
+
+__all__ = [
+    "blocks_needed",
+    "family_store",
+    "format_store",
+    "TokenStore",
+    "encode",
+    "prepare_store",
+    "read_manifest",
+    "store_dtype",
+    "store_request",
+    "write_blocks",
+]
