@@ -124,7 +124,8 @@ n = len(store.train)
 window = BlockWindow(store.train, Window(n - 64, 64, n))  # the last 64 blocks: a stage at the end of the store
 batch = [window[i]["input_ids"] for i in range(16)]
 done = time.perf_counter()
-print(json.dumps({"open_and_first_batch_s": done - imported, "rss_delta_mb": (psutil.Process().memory_info().rss - before) / 2**20, "blocks": n}))
+delta = (psutil.Process().memory_info().rss - before) / 2**20
+print(json.dumps({"open_and_first_batch_s": done - imported, "rss_delta_mb": delta, "blocks": n}))
 """
 
 
@@ -170,8 +171,11 @@ def main() -> None:
     tokenizer = args.work / "tokenizer"
     if not tokenizer.is_dir():
         train_bpe(iter_texts(DataSpec(train=str(GUTENBERG)), "train"), VOCAB, 4_000_000).save_pretrained(tokenizer)
-    sample = " ".join(json.loads(line)["text"] for line in random.Random(0).sample(GUTENBERG.read_text().splitlines(), 200))
-    chars_per_token = len(sample) / len(__import__("transformers").AutoTokenizer.from_pretrained(tokenizer)(sample).input_ids)
+    from transformers import AutoTokenizer
+
+    lines = random.Random(0).sample(GUTENBERG.read_text().splitlines(), 200)
+    sample = " ".join(json.loads(line)["text"] for line in lines)
+    chars_per_token = len(sample) / len(AutoTokenizer.from_pretrained(tokenizer)(sample).input_ids)
     results = {"seq_len": SEQ_LEN, "vocab": VOCAB, "chars_per_token": chars_per_token, "runs": []}
     for size in [int(float(s)) for s in args.sizes.split(",")]:
         corpus = build_corpus(args.work / f"corpus-{size:.0e}".replace("+", ""), size, chars_per_token)

@@ -19,7 +19,6 @@ Arms run `--jobs` at a time as separate processes with one thread each (on 2 cor
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time

@@ -4,17 +4,24 @@ __version__ = "0.2.0"
 
 import importlib
 
-from .configuration_llama import ProgressiveLlamaConfig
-from .errors import CheckpointError, DataError, ExpansionError, HfProgressiveError, RecipeError
-from .expansion import expand_state_dict, expand_tensor
-from .modeling_llama import ProgressiveLlamaForCausalLM
-from .plan import DEPTH_METHODS, WIDTH_METHODS, GrowthPlan
-from .verification import verify_expansion
 
-
-# name -> module, imported on first use: the trainer side pulls in accelerate and the Trainer, which a user who only
-# grows a model should not pay for at import time
+# name -> module, imported on first use: importing hf_progressive (or any of its modules, e.g. in a tokenizer worker
+# process) costs nothing until a name is used; the trainer side pulls in accelerate and the Trainer, which a user who
+# only grows a model should not pay for either
 _LAZY = {
+    "DEPTH_METHODS": "plan",
+    "WIDTH_METHODS": "plan",
+    "GrowthPlan": "plan",
+    "CheckpointError": "errors",
+    "DataError": "errors",
+    "ExpansionError": "errors",
+    "HfProgressiveError": "errors",
+    "RecipeError": "errors",
+    "ProgressiveLlamaConfig": "configuration_llama",
+    "ProgressiveLlamaForCausalLM": "modeling_llama",
+    "expand_state_dict": "expansion",
+    "expand_tensor": "expansion",
+    "verify_expansion": "verification",
     "ProgressiveTrainer": "trainer",
     "ProgressiveTrainingArguments": "trainer",
     "build_family": "builder",
@@ -22,6 +29,8 @@ _LAZY = {
     "load_recipe": "recipe",
     "plan_family": "family",
     "Recipe": "recipe",
+    "prepare_store": "token_store",
+    "TokenStore": "token_store",
 }
 
 
@@ -31,26 +40,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'hf_progressive' has no attribute {name!r}")
 
 
-__all__ = [
-    "DEPTH_METHODS",
-    "WIDTH_METHODS",
-    "CheckpointError",
-    "DataError",
-    "ExpansionError",
-    "GrowthPlan",
-    "HfProgressiveError",
-    "ProgressiveLlamaConfig",
-    "ProgressiveLlamaForCausalLM",
-    "ProgressiveTrainer",
-    "ProgressiveTrainingArguments",
-    "Recipe",
-    "RecipeError",
-    "__version__",
-    "build_family",
-    "expand_checkpoint",
-    "expand_state_dict",
-    "expand_tensor",
-    "load_recipe",
-    "plan_family",
-    "verify_expansion",
-]
+__all__ = sorted([*_LAZY, "__version__"])

@@ -2,7 +2,8 @@
 
 import sys
 
-from .cli import main
 
+if __name__ == "__main__":
+    from .cli import main
 
-sys.exit(main())
+    sys.exit(main())

@@ -240,22 +240,32 @@ def write_blocks(stream: Iterator[np.ndarray], file: Path, seq_len: int, dtype, 
 
 def encode(documents: Iterator[str], tokenizer_dir: Path, num_proc: int = 1) -> Iterator[np.ndarray]:
     """Token ids of the documents, each followed by EOS, one array per chunk of documents, in document order.
-    With `num_proc > 1` chunks are tokenized in worker processes, a bounded number in flight."""
+    With `num_proc > 1` chunks are tokenized in worker processes (tokenize_worker.py), a bounded number in flight."""
+    from . import tokenize_worker
+
+    eos = _eos_token_id(tokenizer_dir)
     chunks = _chunks(documents)
     if num_proc <= 1:
-        _load_tokenizer(tokenizer_dir)
-        yield from map(_encode_chunk, chunks)
+        tokenize_worker.load(tokenizer_dir, eos)
+        yield from map(tokenize_worker.encode_chunk, chunks)
         return
     import multiprocessing
 
-    with multiprocessing.get_context("spawn").Pool(num_proc, _init_worker, (tokenizer_dir,)) as pool:
+    init = (str(tokenizer_dir), eos, True)
+    with multiprocessing.get_context("spawn").Pool(num_proc, tokenize_worker.load, init) as pool:
         pending = deque()
         for chunk in chunks:
-            pending.append(pool.apply_async(_encode_chunk, (chunk,)))
+            pending.append(pool.apply_async(tokenize_worker.encode_chunk, (chunk,)))
             if len(pending) >= 4 * num_proc:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+
+def _eos_token_id(tokenizer_dir: Path) -> int:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir).eos_token_id
 
 
 def _chunks(documents: Iterator[str]) -> Iterator[list[str]]:
@@ -267,33 +277,6 @@ def _chunks(documents: Iterator[str]) -> Iterator[list[str]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-_TOKENIZER = None  # per process: the tokenizer `encode` loaded
-
-
-def _init_worker(tokenizer_dir: Path) -> None:
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # in a worker, parallelism comes from the processes
-    _load_tokenizer(tokenizer_dir)
-
-
-def _load_tokenizer(tokenizer_dir: Path) -> None:
-    global _TOKENIZER
-    from transformers import AutoTokenizer
-
-    _TOKENIZER = AutoTokenizer.from_pretrained(tokenizer_dir)
-
-
-def _encode_chunk(chunk: list[str]) -> np.ndarray:
-    eos = _TOKENIZER.eos_token_id
-    ids = _TOKENIZER(chunk, add_special_tokens=False)["input_ids"]
-    out = np.empty(sum(len(i) for i in ids) + len(ids), dtype=np.int64)
-    position = 0
-    for tokens in ids:
-        out[position : position + len(tokens)] = tokens
-        out[position + len(tokens)] = eos
-        position += len(tokens) + 1
-    return out
 
 
 def family_store(recipe: Recipe, plan, paths, prepared: str | None = None):
