@@ -95,38 +95,47 @@ def measure(command: list[str]) -> dict:
     return {"wall_s": time.perf_counter() - start, "peak_rss_mb": peak / 2**20, "stdout": out.strip()}
 
 
-def ceiling(tokenizer_dir: Path, corpus: Path, max_docs: int = 4000) -> float:
-    """The tokenizer's own batch-encode rate (tokens/s) on documents of the corpus, batches of 256."""
+def ceiling(tokenizer_dir: Path, corpus: Path, max_docs: int = 20_000, repeats: int = 3) -> float:
+    """The tokenizer's own batch-encode rate (tokens/s; batches of 256 documents, its Rust threads on every core) on
+    the first `max_docs` documents of the corpus (~15M tokens), the best of `repeats` passes."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     docs = []
-    for line in next(corpus.glob("part-*.jsonl")).open():
-        docs.append(json.loads(line)["text"])
-        if len(docs) == max_docs:
+    for shard in sorted(corpus.glob("part-*.jsonl")):
+        docs += [json.loads(line)["text"] for line in shard.open()]
+        if len(docs) >= max_docs:
             break
-    start, tokens = time.perf_counter(), 0
-    for i in range(0, len(docs), 256):
-        tokens += sum(len(ids) + 1 for ids in tokenizer(docs[i : i + 256], add_special_tokens=False)["input_ids"])
-    return tokens / (time.perf_counter() - start)
+    docs, rates = docs[:max_docs], []
+    for _ in range(repeats):
+        start, tokens = time.perf_counter(), 0
+        for i in range(0, len(docs), 256):
+            tokens += sum(len(ids) + 1 for ids in tokenizer(docs[i : i + 256], add_special_tokens=False)["input_ids"])
+        rates.append(tokens / (time.perf_counter() - start))
+    return max(rates)
 
 
 OPEN_WINDOW = """
 import json, sys, time, psutil
 from hf_progressive.budget import Window
-before = psutil.Process().memory_info().rss
-start = time.perf_counter()
-from hf_progressive.token_store import TokenStore
 from hf_progressive.data import BlockWindow
-imported = time.perf_counter()
+from hf_progressive.token_store import TokenStore
+before = psutil.Process().memory_info().rss  # after the imports: what opening the window itself costs
+start = time.perf_counter()
 store = TokenStore.open(sys.argv[1])
 n = len(store.train)
 window = BlockWindow(store.train, Window(n - 64, 64, n))  # the last 64 blocks: a stage at the end of the store
 batch = [window[i]["input_ids"] for i in range(16)]
 done = time.perf_counter()
 delta = (psutil.Process().memory_info().rss - before) / 2**20
-print(json.dumps({"open_and_first_batch_s": done - imported, "rss_delta_mb": delta, "blocks": n}))
+print(json.dumps({"open_and_first_batch_s": done - start, "rss_delta_mb": delta, "blocks": n}))
 """
+
+
+def open_window(store: Path) -> dict:
+    """Time and RSS for a stage to open its window at the end of `store`, in a fresh process."""
+    opened = subprocess.run([sys.executable, "-c", OPEN_WINDOW, str(store)], capture_output=True, text=True)
+    return json.loads(opened.stdout)
 
 
 def arrow_store(store: Path, out: Path) -> dict:
@@ -157,13 +166,27 @@ def arrow_store(store: Path, out: Path) -> dict:
     return {"write_s": written, "open_and_read_s": read, "bytes_per_token": size / train.size}
 
 
+def remeasure(work: Path) -> None:
+    """The ceiling and the window opening again, and every run's fraction of the ceiling (results.json rewritten)."""
+    results = json.loads((work / "results.json").read_text())
+    results["open_window"] = {store.name: open_window(store) for store in sorted(work.glob("store-*-p1"))}
+    results["ceiling_tokens_per_s"] = ceiling(work / "tokenizer", sorted(work.glob("corpus-*"))[0])
+    for run in results["runs"]:
+        run["of_ceiling"] = run["tokens_per_s"] / results["ceiling_tokens_per_s"]
+    (work / "results.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps({"ceiling_tokens_per_s": results["ceiling_tokens_per_s"], "open_window": results["open_window"]}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/hfp-prepare-bench"))
     parser.add_argument("--sizes", default="5e7,5e8", help="Approximate corpus sizes in tokens.")
     parser.add_argument("--procs", default="1,2")
     parser.add_argument("--skip-arrow", action="store_true")
+    parser.add_argument("--ceiling-only", action="store_true", help="Re-measure ceiling and window opening only.")
     args = parser.parse_args()
+    if args.ceiling_only:  # after a full run, on an idle machine: the ceiling and the window opening again
+        return remeasure(args.work)
     args.work.mkdir(parents=True, exist_ok=True)
     from hf_progressive.data import iter_texts, train_bpe
     from hf_progressive.recipe import DataSpec
@@ -180,7 +203,7 @@ def main() -> None:
     for size in [int(float(s)) for s in args.sizes.split(",")]:
         corpus = build_corpus(args.work / f"corpus-{size:.0e}".replace("+", ""), size, chars_per_token)
         recipe = recipe_file(args.work, str(corpus / "part-*.jsonl"), tokenizer)
-        results["ceiling_tokens_per_s"] = ceiling(tokenizer, corpus)
+        results["ceiling_tokens_per_s"] = ceiling(tokenizer, corpus)  # the same documents at every size
         for procs in [int(p) for p in args.procs.split(",")]:
             store = args.work / f"store-{size:.0e}-p{procs}".replace("+", "")
             cli = [sys.executable, "-m", "hf_progressive", "prepare-data", str(recipe), "--out", str(store)]
@@ -193,9 +216,7 @@ def main() -> None:
             row["of_ceiling"] = row["tokens_per_s"] / results["ceiling_tokens_per_s"]
             print(json.dumps({k: v for k, v in row.items() if k != "stdout"}), flush=True)
             results["runs"].append(row)
-        last_store = store
-    opened = subprocess.run([sys.executable, "-c", OPEN_WINDOW, str(last_store)], capture_output=True, text=True)
-    results["open_window"] = json.loads(opened.stdout)
+    results["open_window"] = {store.name: open_window(store) for store in sorted(args.work.glob("store-*-p1"))}
     print(json.dumps(results["open_window"]), flush=True)
     if not args.skip_arrow:
         first = args.work / f"store-{int(float(args.sizes.split(',')[0])):.0e}-p1".replace("+", "")

@@ -120,7 +120,7 @@ def prepare(work: Path) -> None:
     """Train the BPE and pack the corpus once, into work/data."""
     from hf_progressive.token_store import prepare_store
 
-    prepare_store(arm_recipe(work, "progressive"), work / "data")  # reused as is when already prepared
+    prepare_store(arm_recipe(work, "progressive"), work / "data", overwrite=True)  # reused when already prepared
 
 
 def launch(work: Path, arms: list[str], jobs: int, quick: bool) -> dict[str, float]:

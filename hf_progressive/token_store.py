@@ -191,7 +191,12 @@ def _existing(out: Path, request: dict, overwrite: bool) -> TokenStore | None:
             f"{out}: exists and is not a token store; choose a new folder (or pass --overwrite)."
         ) from None
     if manifest["request"] == request:
-        return TokenStore.open(out)
+        try:
+            return TokenStore.open(out)
+        except DataError:  # truncated or missing block files
+            if not overwrite:
+                raise
+            return None
     if overwrite:
         return None
     raise DataError(
