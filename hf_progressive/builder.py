@@ -30,6 +30,7 @@ from .ledger import FamilyPaths, Ledger, MemberRecord
 from .modeling_llama import ProgressiveLlamaForCausalLM
 from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from .recipe import Recipe
+from .stage_args import check_training_keys, stage_arguments
 from .token_store import family_store
 from .trainer import ProgressiveTrainer, ProgressiveTrainingArguments, optimizer_state_by_name, process_state
 
@@ -46,11 +47,18 @@ def build_family(
     report_to: str | list[str] = "none",
     callbacks: list | None = None,
     data: str | None = None,
+    training: dict | None = None,
 ) -> Ledger:
     """Build (or resume building) every member of `recipe` into `out`; returns the ledger. `data`: a token store
-    (hf-progressive prepare-data) to train on; default the recipe's `data.prepared`, else OUT/data made here."""
+    (hf-progressive prepare-data) to train on; default the recipe's `data.prepared`, else OUT/data made here.
+    `training`: TrainingArguments fields over the recipe's `training:` for every stage."""
     paths, state = FamilyPaths(out), process_state()
     plan = plan_family(recipe, mode, max_steps)
+    check_training_keys(training or {}, "--training")
+    for member in plan.members:  # every stage's Trainer options are checked before anything is written
+        stage_arguments(
+            plan, member, str(paths.stage(member.name)), state.num_processes, training, report_to=report_to
+        )
     check_writable(paths.root)
     ledger = _open_ledger(paths, plan, max_steps)
     if state.is_main_process:  # temp dirs of member saves that a kill interrupted
@@ -66,7 +74,7 @@ def build_family(
             continue
         if member.parent and parent is None:
             parent = load_model(paths.member(member.parent), ProgressiveLlamaForCausalLM)
-        stage = _StageRun(plan, member, paths, report_to, callbacks or [])
+        stage = _StageRun(plan, member, paths, report_to, callbacks or [], training)
         parent, record = stage.run(parent, tokenizer, blocks, validation)
         if state.is_main_process:
             ledger.add(member.name, record)
@@ -82,8 +90,9 @@ def build_family(
 class _StageRun:
     """One member's stage: grow, train (resuming if a checkpoint exists), evaluate, save."""
 
-    def __init__(self, plan: FamilyPlan, member: MemberPlan, paths: FamilyPaths, report_to, callbacks: list):
+    def __init__(self, plan: FamilyPlan, member: MemberPlan, paths: FamilyPaths, report_to, callbacks: list, training):
         self.plan, self.member, self.paths, self.report_to, self.callbacks = plan, member, paths, report_to, callbacks
+        self.training = training
         self.dir = paths.stage(member.name)
         self.recipe, self.spec = plan.recipe, plan.recipe.members[member.index]
 
@@ -144,36 +153,9 @@ class _StageRun:
         return carry_state_dict(torch.load(path, weights_only=True), grown.growth_plan)
 
     def _args(self) -> ProgressiveTrainingArguments:
-        recipe, member = self.recipe, self.member
-        previous = self.plan.members[member.index - 1] if member.index and self.plan.mode != "independent" else None
-        return ProgressiveTrainingArguments(
-            output_dir=str(self.dir),
-            max_steps=member.steps,
-            learning_rate=member.max_lr,
-            **_batch_sizes(recipe.batch_size),
-            weight_decay=recipe.optimizer.weight_decay,
-            adam_beta1=recipe.optimizer.adam_beta1,
-            adam_beta2=recipe.optimizer.adam_beta2,
-            adam_epsilon=recipe.optimizer.adam_epsilon,
-            max_grad_norm=recipe.optimizer.max_grad_norm,
-            seed=recipe.seed + member.index,
-            logging_steps=recipe.logging_steps,
-            save_steps=recipe.save_steps,
-            save_total_limit=2,
-            eval_strategy="steps",
-            eval_steps=recipe.eval_steps,
-            report_to=self.report_to,
-            use_cpu=not torch.cuda.is_available(),
-            bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # mixed precision on GPUs only
-            **_schedule(recipe, member.steps),
-            stage_index=member.index,
-            tokens_per_step=recipe.batch_size * recipe.seq_len,
-            flops_per_token=member.flops_per_token,
-            tokens_before_stage=sum(m.stage_tokens for m in self.plan.members[: member.index]) if previous else 0,
-            flops_before_stage=previous.cumulative_flops if previous else 0.0,
-            optimizer_at_growth=recipe.optimizer.at_growth,
-            ddp_find_unused_parameters=False,
-        )
+        processes = process_state().num_processes
+        extra = {"report_to": self.report_to}
+        return stage_arguments(self.plan, self.member, str(self.dir), processes, self.training, **extra)
 
     def _boundary_loss(self, model, blocks) -> float | None:
         """This member's loss on the first batch of the next stage: a function-preserving growth must start the
@@ -183,9 +165,10 @@ class _StageRun:
             return None
         window = BlockWindow(blocks, following[0].window)
         ids = torch.stack([window[i]["input_ids"] for i in range(self.recipe.batch_size)]).to(model.device)
+        micro = self.spec.micro_batch_size or self.recipe.micro_batch_size or len(ids)
         model.eval()
-        with torch.no_grad():
-            return model(ids, labels=ids).loss.item()
+        with torch.no_grad():  # in micro-batches of equal size: the mean of their means is the batch's mean
+            return sum(model(part, labels=part).loss.item() for part in ids.split(micro)) / len(ids.split(micro))
 
     def _usage(self, trainer) -> dict:
         """Trainable parameters, optimizer-state bytes and the stage's FLOPs per token (frozen and LoRA weights
@@ -234,33 +217,6 @@ class _StageRun:
         if self._carries():
             state = optimizer_state_by_name(trainer.optimizer, model)
             write_atomic(self.paths.optimizer_final(name), lambda handle: torch.save(state, handle))
-
-
-def _batch_sizes(batch_size: int) -> dict:
-    """Per-device train and eval batch sizes: the recipe's `batch_size` is global, split over the processes."""
-    world = process_state().num_processes
-    if batch_size % world:
-        raise CheckpointError(
-            f"batch_size={batch_size} is not divisible by {world} processes; "
-            "choose a batch_size that is a multiple of --num_processes."
-        )
-    return {"per_device_train_batch_size": batch_size // world, "per_device_eval_batch_size": batch_size // world}
-
-
-def _schedule(recipe: Recipe, steps: int) -> dict:
-    warmup = int(recipe.lr.warmup_ratio * steps)
-    if recipe.lr.schedule == "wsd":
-        decay = max(1, int(recipe.lr.decay_ratio * steps))
-        return {
-            "warmup_steps": warmup,
-            "lr_scheduler_type": "warmup_stable_decay",
-            "lr_scheduler_kwargs": {"num_decay_steps": decay, "min_lr_ratio": recipe.lr.min_lr_ratio},
-        }
-    return {
-        "warmup_steps": warmup,
-        "lr_scheduler_type": "cosine_with_min_lr",
-        "lr_scheduler_kwargs": {"min_lr_rate": recipe.lr.min_lr_ratio},
-    }
 
 
 class _Clock(TrainerCallback):

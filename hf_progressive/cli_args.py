@@ -4,6 +4,8 @@ them). Each command accepts exactly the options it uses; commands that read a re
 
 from dataclasses import dataclass, field
 
+import yaml
+
 from .errors import RecipeError
 from .evaluation import OFFLINE_TASKS
 from .ledger import LEDGER_FILE
@@ -57,6 +59,20 @@ class BuildArguments(PlanArguments):
         default=None,
         metadata={"help": "A token store from prepare-data (default: the recipe's data.prepared, else OUT/data)."},
     )
+    training: list[str] | None = field(
+        default=None,
+        metadata={"help": "TrainingArguments for every stage, over the recipe's training: (KEY=VALUE ...)."},
+    )
+
+    def training_overrides(self) -> dict:
+        """`--training a=1 b=true` as `{"a": 1, "b": True}` (values read as YAML, so numbers and booleans work)."""
+        overrides = {}
+        for pair in self.training or []:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise RecipeError(f"--training {pair!r}: write KEY=VALUE, e.g. --training gradient_checkpointing=true")
+            overrides[key.strip()] = yaml.safe_load(value)
+        return overrides
 
 
 @dataclass

@@ -36,6 +36,8 @@ class MemberSpec:
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     lora_target_modules: list[str] | None = None  # default: every linear layer of the inherited blocks
+    micro_batch_size: int | None = None  # per device; overrides the recipe-wide one
+    training: dict = field(default_factory=dict)  # TrainingArguments for this stage, over the recipe's
 
 
 @dataclass
@@ -103,7 +105,8 @@ class Recipe:
     members: list[MemberSpec]
     vocab_size: int = 2048
     seq_len: int = 128
-    batch_size: int = 16  # sequences per optimizer step, across all processes
+    batch_size: int = 16  # sequences per optimizer step, across all processes (the global batch)
+    micro_batch_size: int | None = None  # sequences per device per forward; default batch_size / processes
     tokens_per_param: float = 40.0  # 2x Chinchilla (20 tokens per parameter), the paper's setting
     mode: str = "progressive"
     seed: int = 0
@@ -117,6 +120,7 @@ class Recipe:
     logging_steps: int = 10
     save_steps: int = 200
     eval_steps: int = 100  # validation loss every eval_steps (and at the end): the report's loss-vs-FLOPs curves
+    training: dict = field(default_factory=dict)  # any other TrainingArguments field, passed to every stage
     source: str | None = None  # where the recipe was read from (set by load_recipe)
     text: str | None = field(default=None, repr=False)  # the YAML as written (for cards)
 
@@ -148,8 +152,23 @@ def _validate(recipe: Recipe) -> None:
     )
     _validate_tokenizer(recipe)
     _validate_data(recipe.data)
+    _validate_batches(recipe)
     _validate_schedule(recipe)
     member_configs(recipe)  # sizes must resolve and grow member to member
+
+
+def _validate_batches(recipe: Recipe) -> None:
+    from .stage_args import check_training_keys
+
+    check_training_keys(recipe.training, "training")
+    for k, member in enumerate(recipe.members):
+        check_training_keys(member.training, f"members[{k}].training")
+    for where, micro in [("micro_batch_size", recipe.micro_batch_size)] + [
+        (f"members[{k}].micro_batch_size", m.micro_batch_size) for k, m in enumerate(recipe.members)
+    ]:
+        if micro is not None:
+            _check(isinstance(micro, int) and micro > 0, where, micro, "use a positive integer")
+            _check(recipe.batch_size % micro == 0, where, micro, f"it must divide batch_size={recipe.batch_size}")
 
 
 def _validate_member(k: int, member: MemberSpec) -> None:

@@ -1,0 +1,149 @@
+"""The `ProgressiveTrainingArguments` of one stage: what the library derives (steps, LR schedule, batch sizes, seed,
+the ledger fields) and what the recipe's `training:` mappings pass straight to the Trainer (activation checkpointing,
+`torch_compile`, `optim`, `bf16`, `fsdp`, `deepspeed`, `report_to`, ...).
+
+`batch_size` is the global batch (sequences per optimizer step, the ledger's unit); `micro_batch_size` (recipe-wide or
+per member) is per device, and `gradient_accumulation_steps = batch_size / (micro_batch_size x processes)`."""
+
+import dataclasses
+
+import torch
+
+from .errors import RecipeError
+
+
+# TrainingArguments fields the library sets itself -> the recipe field to use instead
+OWNED = {
+    "output_dir": "--out",
+    "max_steps": "tokens_per_param (or --max-steps-per-stage)",
+    "num_train_epochs": "tokens_per_param",
+    "learning_rate": "lr (or members[k].max_lr)",
+    "lr_scheduler_type": "lr.schedule",
+    "lr_scheduler_kwargs": "lr.min_lr_ratio / lr.decay_ratio",
+    "warmup_steps": "lr.warmup_ratio",
+    "warmup_ratio": "lr.warmup_ratio",
+    "per_device_train_batch_size": "batch_size / micro_batch_size",
+    "per_device_eval_batch_size": "micro_batch_size",
+    "gradient_accumulation_steps": "batch_size / micro_batch_size",
+    "auto_find_batch_size": "micro_batch_size",
+    "seed": "seed",
+    "data_seed": "seed",
+    "train_sampling_strategy": "data (stages read their token window in order)",
+    "weight_decay": "optimizer.weight_decay",
+    "adam_beta1": "optimizer.adam_beta1",
+    "adam_beta2": "optimizer.adam_beta2",
+    "adam_epsilon": "optimizer.adam_epsilon",
+    "max_grad_norm": "optimizer.max_grad_norm",
+    "optimizer_at_growth": "optimizer.at_growth",
+    "logging_steps": "logging_steps",
+    "save_steps": "save_steps",
+    "eval_steps": "eval_steps",
+    "eval_strategy": "eval_steps",
+    "save_strategy": "save_steps",
+    "use_cpu": "(set from the machine)",
+}
+LEDGER_FIELDS = ("stage_index", "tokens_per_step", "flops_per_token", "tokens_before_stage", "flops_before_stage")
+
+
+def check_training_keys(training: dict, where: str) -> None:
+    """Refuse, in one line, a `training:` key that TrainingArguments does not have, or one the library owns."""
+    from .trainer import ProgressiveTrainingArguments
+
+    if not isinstance(training, dict):
+        raise RecipeError(f"{where}: expected a mapping of TrainingArguments fields, got {type(training).__name__}.")
+    known = {f.name for f in dataclasses.fields(ProgressiveTrainingArguments) if f.init}
+    for key in training:
+        if key in OWNED or key in LEDGER_FIELDS:
+            raise RecipeError(f"{where}.{key}: set by hf_progressive; use {OWNED.get(key, 'the recipe')} instead.")
+        if key not in known:
+            raise RecipeError(f"{where}.{key}: not a TrainingArguments field (see `transformers.TrainingArguments`).")
+
+
+def batch_sizes(batch_size: int, micro_batch_size: int | None, processes: int) -> dict:
+    """Per-device train/eval batch and accumulation steps for a global `batch_size` over `processes`."""
+    micro = micro_batch_size or batch_size // processes
+    if micro < 1 or batch_size % (micro * processes):
+        raise RecipeError(
+            f"batch_size={batch_size} is not a multiple of micro_batch_size={micro} x {processes} processes; "
+            "choose a batch_size (or micro_batch_size) so that it is."
+        )
+    accumulation = batch_size // (micro * processes)
+    return {
+        "per_device_train_batch_size": micro,
+        "per_device_eval_batch_size": micro,
+        "gradient_accumulation_steps": accumulation,
+    }
+
+
+def schedule(recipe, steps: int) -> dict:
+    """Warm-up and decay of one stage (cosine, or WSD) to `lr.min_lr_ratio` x the max LR."""
+    warmup = int(recipe.lr.warmup_ratio * steps)
+    if recipe.lr.schedule == "wsd":
+        decay = max(1, int(recipe.lr.decay_ratio * steps))
+        return {
+            "warmup_steps": warmup,
+            "lr_scheduler_type": "warmup_stable_decay",
+            "lr_scheduler_kwargs": {"num_decay_steps": decay, "min_lr_ratio": recipe.lr.min_lr_ratio},
+        }
+    return {
+        "warmup_steps": warmup,
+        "lr_scheduler_type": "cosine_with_min_lr",
+        "lr_scheduler_kwargs": {"min_lr_rate": recipe.lr.min_lr_ratio},
+    }
+
+
+def training_options(recipe, index: int, overrides: dict | None = None) -> dict:
+    """The Trainer options of member `index`: the recipe's `training:`, the member's, then `overrides`
+    (build-family --training), later ones winning; bf16 mixed precision on a GPU that has it unless they choose."""
+    chosen = {**recipe.training, **recipe.members[index].training, **(overrides or {})}
+    if {"bf16", "fp16"} & set(chosen):
+        return chosen
+    return {"bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(), **chosen}
+
+
+def stage_arguments(plan, member, output_dir: str, processes: int, overrides: dict | None = None, **extra):
+    """`ProgressiveTrainingArguments` of `member` (a `family.MemberPlan`) of `plan`; `extra` are further
+    Trainer options the caller decides (report_to, ...). Type errors in `training:` are one line."""
+    from transformers import HfArgumentParser
+
+    from .trainer import ProgressiveTrainingArguments
+
+    recipe = plan.recipe
+    previous = plan.members[member.index - 1] if member.index and plan.mode != "independent" else None
+    micro = recipe.members[member.index].micro_batch_size or recipe.micro_batch_size
+    owned = {
+        "output_dir": output_dir,
+        "max_steps": member.steps,
+        "learning_rate": member.max_lr,
+        **batch_sizes(recipe.batch_size, micro, processes),
+        "weight_decay": recipe.optimizer.weight_decay,
+        "adam_beta1": recipe.optimizer.adam_beta1,
+        "adam_beta2": recipe.optimizer.adam_beta2,
+        "adam_epsilon": recipe.optimizer.adam_epsilon,
+        "max_grad_norm": recipe.optimizer.max_grad_norm,
+        "seed": recipe.seed + member.index,
+        "logging_steps": recipe.logging_steps,
+        "save_steps": recipe.save_steps,
+        "save_total_limit": 2,
+        "eval_strategy": "steps",
+        "eval_steps": recipe.eval_steps,
+        "use_cpu": not torch.cuda.is_available(),
+        **schedule(recipe, member.steps),
+        "stage_index": member.index,
+        "tokens_per_step": recipe.batch_size * recipe.seq_len,
+        "flops_per_token": member.flops_per_token,
+        "tokens_before_stage": sum(m.stage_tokens for m in plan.members[: member.index]) if previous else 0,
+        "flops_before_stage": previous.cumulative_flops if previous else 0.0,
+        "optimizer_at_growth": recipe.optimizer.at_growth,
+        "ddp_find_unused_parameters": False,
+    }
+    options = {**extra, **training_options(recipe, member.index, overrides)}
+    try:  # HfArgumentParser refuses keys TrainingArguments does not have; __post_init__ checks the values
+        (args,) = HfArgumentParser(ProgressiveTrainingArguments).parse_dict({**owned, **options})
+        return args
+    except (TypeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RecipeError(f"training: {reason}") from None
+
+
+__all__ = ["OWNED", "batch_sizes", "check_training_keys", "schedule", "stage_arguments", "training_options"]
