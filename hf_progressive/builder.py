@@ -4,6 +4,7 @@ in OUT/members/<name>/, and record it in the ledger (ledger.py owns OUT's layout
 command resumes: finished members are skipped and the current stage continues from its last Trainer checkpoint."""
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from .checkpoint import (
 )
 from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
 from .data import BlockWindow, as_ids
-from .errors import CheckpointError
+from .errors import CheckpointError, RecipeError
 from .expansion import carry_state_dict
 from .family import FamilyPlan, MemberPlan, plan_family
 from .ledger import FamilyPaths, Ledger, MemberRecord
@@ -48,18 +49,15 @@ def build_family(
     callbacks: list | None = None,
     data: str | None = None,
     training: dict | None = None,
+    until: str | None = None,
 ) -> Ledger:
     """Build (or resume building) every member of `recipe` into `out`; returns the ledger. `data`: a token store
     (hf-progressive prepare-data) to train on; default the recipe's `data.prepared`, else OUT/data made here.
-    `training`: TrainingArguments fields over the recipe's `training:` for every stage."""
+    `training`: TrainingArguments fields over the recipe's `training:` for every stage. `until`: stop after this
+    member (so each stage can be its own launch; the next run resumes after it)."""
     paths, state = FamilyPaths(out), process_state()
     plan = plan_family(recipe, mode, max_steps)
-    check_training_keys(training or {}, "--training")
-    for member in plan.members:  # every stage's Trainer options are checked before anything is written
-        stage_arguments(
-            plan, member, str(paths.stage(member.name)), state.num_processes, training, report_to=report_to
-        )
-    check_writable(paths.root)
+    _check_options(plan, paths, training, report_to, until)
     ledger = _open_ledger(paths, plan, max_steps)
     if state.is_main_process:  # temp dirs of member saves that a kill interrupted
         for stale in paths.members.glob(".*.tmp-*"):
@@ -68,7 +66,7 @@ def build_family(
     ledger.data["store"] = paths.relative(store.path)
     blocks, validation = store.train, [{"input_ids": ids, "labels": ids} for ids in as_ids(store.validation)]
     parent = None
-    for member in plan.members:
+    for member in plan.members[: _last_index(plan, until) + 1]:
         if member.name in ledger.members and paths.is_saved(member.name):
             parent = None  # loaded from disk only if the next stage grows from it
             continue
@@ -85,6 +83,50 @@ def build_family(
         if plan.mode == "independent":
             parent = None
     return Ledger.read(paths.root)
+
+
+def _check_options(plan: FamilyPlan, paths: FamilyPaths, training: dict | None, report_to, until) -> None:
+    """Everything about the run's options that can fail, before anything is written."""
+    state = process_state()
+    check_training_keys(training or {}, "--training")
+    _last_index(plan, until)
+    backend = sharded_backend(plan.recipe, training)
+    if backend and plan.recipe.optimizer.at_growth == "carry":
+        raise RecipeError(
+            f"optimizer.at_growth: carry maps whole (unsharded) AdamW moments and is not supported under {backend} "
+            "yet (they would be dropped); use optimizer.at_growth: reset."
+        )
+    for member in plan.members:  # every stage's Trainer options are checked before anything is written
+        where = str(paths.stage(member.name))
+        stage_arguments(plan, member, where, state.num_processes, training, report_to=report_to)
+    check_writable(paths.root)
+
+
+def _last_index(plan: FamilyPlan, until: str | None) -> int:
+    """Index of the member `until` names (a member name, or a count of members), the last one by default."""
+    names = [m.name for m in plan.members]
+    if until is None:
+        return len(names) - 1
+    if until in names:
+        return names.index(until)
+    if str(until).isdigit() and 1 <= int(until) <= len(names):
+        return int(until) - 1
+    raise RecipeError(
+        f"--until {until!r}: not a member of this family ({', '.join(names)}) nor a count 1-{len(names)}."
+    )
+
+
+def sharded_backend(recipe: Recipe, training: dict | None = None) -> str | None:
+    """ "FSDP" or "DeepSpeed" when the stages will run sharded (a training: option or the accelerate launch config),
+    else None."""
+    options = [recipe.training, training or {}, *(m.training for m in recipe.members)]
+    for backend, env, key in (
+        ("FSDP", "ACCELERATE_USE_FSDP", "fsdp"),
+        ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED", "deepspeed"),
+    ):
+        if os.environ.get(env, "").lower() in ("1", "true") or any(option.get(key) for option in options):
+            return backend
+    return None
 
 
 class _StageRun:

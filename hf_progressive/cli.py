@@ -94,7 +94,7 @@ def _build_family_command(argv: list[str]) -> int:
     if main_process:
         print(format_plan(plan_family(recipe, args.mode, args.max_steps_per_stage)), flush=True)
     options = {"max_steps": args.max_steps_per_stage, "report_to": args.report_to, "data": args.data}
-    options["training"] = args.training_overrides()
+    options.update(training=args.training_overrides(), until=args.until)
     ledger = build_family(recipe, args.out, args.mode, **options)
     if main_process:
         paths = FamilyPaths(args.out)

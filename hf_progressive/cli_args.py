@@ -63,6 +63,10 @@ class BuildArguments(PlanArguments):
         default=None,
         metadata={"help": "TrainingArguments for every stage, over the recipe's training: (KEY=VALUE ...)."},
     )
+    until: str | None = field(
+        default=None,
+        metadata={"help": "Stop after this member (a name, or a count): one launch per stage; rerun to go on."},
+    )
 
     def training_overrides(self) -> dict:
         """`--training a=1 b=true` as `{"a": 1, "b": True}` (values read as YAML, so numbers and booleans work)."""

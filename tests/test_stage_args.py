@@ -138,3 +138,32 @@ def test_bad_cli_training_is_one_line_and_writes_nothing(tmp_path, capsys, argv,
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_until_stops_after_a_member_and_the_next_launch_finishes_the_family(tiny_family, tmp_path, capsys):
+    from testing_utils import STEPS as FAMILY_STEPS
+
+    reference_out, reference = tiny_family
+    recipe = str(next(reference_out.parent.glob("recipe-*.yaml")))  # the fixture family's own recipe file
+    argv = ["build-family", recipe, "--out", str(tmp_path / "o"), "--max-steps-per-stage", str(FAMILY_STEPS)]
+    first = next(iter(reference.members))
+    assert main([*argv, "--until", first]) == 0  # one launch: stage 0 only
+    assert [p.name for p in (tmp_path / "o" / "members").iterdir()] == [first]
+    assert main(argv) == 0  # the next launch resumes after it
+    for name in reference.members:
+        ours = load_file(tmp_path / "o" / "members" / name / "model.safetensors")
+        theirs = load_file(reference_out / "members" / name / "model.safetensors")
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert main([*argv, "--until", "m9-nope"]) == 2
+    assert "--until 'm9-nope': not a member of this family (m0-L1-H32, m1-L2-H48)" in capsys.readouterr().err
+
+
+def test_carry_under_a_sharded_backend_is_refused_not_dropped(tmp_path, monkeypatch):
+    recipe = tiny_recipe(tmp_path, optimizer={"at_growth": "carry"})
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` with an FSDP config sets
+    with pytest.raises(RecipeError, match="carry .* not supported under FSDP yet .* use optimizer.at_growth: reset"):
+        build_family(recipe, tmp_path / "o", max_steps=2)
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    with pytest.raises(RecipeError, match="not supported under DeepSpeed"):
+        build_family(recipe, tmp_path / "o", max_steps=2, training={"deepspeed": "ds_config.json"})
+    assert not (tmp_path / "o").exists()
