@@ -30,6 +30,7 @@ from .family import FamilyPlan, MemberPlan, plan_family
 from .ledger import FamilyPaths, Ledger, MemberRecord
 from .modeling_llama import ProgressiveLlamaForCausalLM
 from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
+from .pretrained import load_pretrained
 from .recipe import Recipe
 from .stage_args import check_training_keys, stage_arguments
 from .token_store import family_store
@@ -157,7 +158,8 @@ class _StageRun:
             logger.warning(f"{self.member.name}: a LoRA stage cannot resume mid-stage; restarting it")
             resume = None
         clock.start(resume)
-        trainer.train(resume_from_checkpoint=resume)
+        if self.member.steps:  # a pretrained member without a budget is evaluated and saved, not trained
+            trainer.train(resume_from_checkpoint=resume)
         eval_loss = trainer.evaluate()["eval_loss"]
         usage = self._usage(trainer)
         model = finish_stage_model(trainer.model)
@@ -169,6 +171,8 @@ class _StageRun:
     def _grow(self, parent, tokenizer):
         special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
         config = ProgressiveLlamaConfig.from_dict({**self.member.config.to_dict(), **special})
+        if self.member.index == 0 and self.spec.pretrained:
+            return load_pretrained(self.recipe)
         if self.member.parent is None:
             model = ProgressiveLlamaForCausalLM(config)
             model.growth = {"parent": None, "operator": "from_scratch", "seed": self.recipe.seed + self.member.index}
@@ -220,7 +224,7 @@ class _StageRun:
         return {
             "train_inherited": self.spec.train_inherited,
             "trainable_params": trainable,
-            "optimizer_state_bytes": optimizer_state_bytes(trainer.optimizer),
+            "optimizer_state_bytes": optimizer_state_bytes(trainer.optimizer) if trainer.optimizer else 0,
             "flops_per_token": stage_flops_per_token(self.member.flops_per_token, total - trainable, lora),
         }
 
@@ -245,6 +249,7 @@ class _StageRun:
             final_train_loss=losses[-1][1] if losses else None,
             val_loss=eval_loss,
             boundary_loss=boundary_loss,
+            source=self.spec.pretrained if self.member.index == 0 else None,
             flops_stage=usage["flops_per_token"] * tokens,
             **usage,
         )
@@ -256,7 +261,7 @@ class _StageRun:
             tokenizer.save_pretrained(tmp)
             log = {"stage": name, "log_history": trainer.state.log_history}
             write_json(tmp / self.paths.training_log(name).name, log)
-        if self._carries():
+        if self._carries() and trainer.optimizer is not None:  # None: a pretrained member that did not train
             state = optimizer_state_by_name(trainer.optimizer, model)
             write_atomic(self.paths.optimizer_final(name), lambda handle: torch.save(state, handle))
 

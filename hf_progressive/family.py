@@ -69,9 +69,11 @@ def plan_family(recipe: Recipe, mode: str | None = None, max_steps: int | None =
     counts = [parameter_counts(config) for config in configs]
     totals = [c["total"] for c in counts]
     multiples = [m.tokens_per_param or recipe.tokens_per_param for m in recipe.members]
+    if recipe.members[0].pretrained and recipe.members[0].tokens_per_param is None:
+        multiples[0] = 0.0  # a pretrained first member trains only on a budget the recipe gives it
     budgets = token_budgets(totals, multiples)
     tokens_per_step = recipe.batch_size * recipe.seq_len
-    steps = [max(1, round(tokens / tokens_per_step)) for tokens in stage_tokens(totals, budgets, mode)]
+    steps = [max(1, round(t / tokens_per_step)) if t else 0 for t in stage_tokens(totals, budgets, mode)]
     steps = [min(s, max_steps) for s in steps] if max_steps else steps
     budget_blocks = [round(budget / recipe.seq_len) for budget in budgets]
     windows = stage_windows([s * recipe.batch_size for s in steps], budget_blocks, mode)

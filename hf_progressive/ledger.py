@@ -117,6 +117,7 @@ class MemberRecord:
     flops_per_token: float
     flops_stage: float
     flops_cumulative: float = 0.0  # along the build order; set by `Ledger.add`
+    source: str | None = None  # the checkpoint a pretrained first member (`from:`) came from
 
 
 @dataclass

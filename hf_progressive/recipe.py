@@ -11,10 +11,10 @@ import yaml
 from .budget import MODES
 from .errors import ExpansionError, RecipeError
 from .plan import parse_method
+from .shapes import base_config, member_configs, solve_shape  # the last three re-exported
 
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-SIZE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
 
 
 @dataclass
@@ -37,6 +37,7 @@ class MemberSpec:
     lora_dropout: float = 0.0
     lora_target_modules: list[str] | None = None  # default: every linear layer of the inherited blocks
     micro_batch_size: int | None = None  # per device; overrides the recipe-wide one
+    pretrained: str | None = None  # YAML `from:` (members[0] only): start the family from this Llama checkpoint
     training: dict = field(default_factory=dict)  # TrainingArguments for this stage, over the recipe's
 
 
@@ -150,25 +151,17 @@ def _validate(recipe: Recipe) -> None:
         positions,
         f"it must be >= seq_len={recipe.seq_len}: raise it or lower seq_len",
     )
+    if recipe.members[0].pretrained:
+        from .pretrained import adopt_pretrained
+
+        adopt_pretrained(recipe)  # before the tokenizer check: the checkpoint's tokenizer is the family's
     _validate_tokenizer(recipe)
     _validate_data(recipe.data)
-    _validate_batches(recipe)
+    from .stage_args import validate_batches
+
+    validate_batches(recipe)
     _validate_schedule(recipe)
     member_configs(recipe)  # sizes must resolve and grow member to member
-
-
-def _validate_batches(recipe: Recipe) -> None:
-    from .stage_args import check_training_keys
-
-    check_training_keys(recipe.training, "training")
-    for k, member in enumerate(recipe.members):
-        check_training_keys(member.training, f"members[{k}].training")
-    for where, micro in [("micro_batch_size", recipe.micro_batch_size)] + [
-        (f"members[{k}].micro_batch_size", m.micro_batch_size) for k, m in enumerate(recipe.members)
-    ]:
-        if micro is not None:
-            _check(isinstance(micro, int) and micro > 0, where, micro, "use a positive integer")
-            _check(recipe.batch_size % micro == 0, where, micro, f"it must divide batch_size={recipe.batch_size}")
 
 
 def _validate_member(k: int, member: MemberSpec) -> None:
@@ -269,6 +262,7 @@ def _from_dict(cls, data, where: str):
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
+        key = "pretrained" if cls is MemberSpec and key == "from" else key  # `from` is a Python keyword
         if key not in fields:
             raise RecipeError(f"unknown field {path!r}; known fields here: {', '.join(sorted(fields))}.")
         kind = hints[key]
@@ -308,83 +302,6 @@ def load_recipe(name_or_path: str, **overrides) -> Recipe:
 
 def shipped_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-
-
-def base_config(recipe: Recipe, sizes: dict):
-    """The LlamaConfig of a member with `sizes` under the recipe's shared settings."""
-    from transformers import LlamaConfig
-
-    fields = {
-        "vocab_size": recipe.vocab_size,
-        "head_dim": recipe.head_dim,
-        "tie_word_embeddings": recipe.tie_word_embeddings,
-        "max_position_embeddings": recipe.seq_len,
-        **recipe.model,
-        **sizes,
-    }
-    try:
-        return LlamaConfig(**fields)
-    except Exception as error:  # LlamaConfig's own validation
-        raise RecipeError(f"model settings {sizes}: {str(error).splitlines()[-1].strip()}") from None
-
-
-def member_configs(recipe: Recipe) -> list:
-    """One LlamaConfig per member (explicit sizes, missing ones taken from the previous member, or `params` solved
-    into a shape), each validated as a growth of the previous one."""
-    from .budget import parameter_counts
-    from .configuration_llama import validate_growth
-
-    configs = []
-    for k, member in enumerate(recipe.members):
-        previous = configs[-1] if configs else None
-        sizes = {key: getattr(member, key) for key in SIZE_KEYS if getattr(member, key) is not None}
-        if member.params is not None:
-            sizes = {**solve_shape(recipe, member.params, previous), **sizes}
-        elif previous is not None:
-            sizes = {**{key: getattr(previous, key) for key in SIZE_KEYS}, **sizes}
-        missing = [key for key in SIZE_KEYS if key not in sizes]
-        if missing:
-            raise RecipeError(f"members[{k}]: missing {', '.join(missing)}; give every size or `params`.")
-        config = base_config(recipe, sizes)
-        if previous is not None:
-            try:
-                validate_growth(previous, sizes)
-            except ExpansionError as error:
-                raise RecipeError(f"members[{k}]: {error}") from None
-            if parameter_counts(config)["total"] <= parameter_counts(previous)["total"]:
-                raise RecipeError(f"members[{k}]: same sizes as members[{k - 1}]; every member must be larger.")
-        configs.append(config)
-    return configs
-
-
-def solve_shape(recipe: Recipe, target: float, previous=None) -> dict:
-    """Sizes whose parameter count is closest to `target`, keeping the previous member's proportions (hidden per
-    layer, FFN ratio, query heads per kv head) and never shrinking it; one dial, as nanochat's depth."""
-    from .budget import parameter_counts
-
-    aspect = previous.hidden_size / previous.num_hidden_layers if previous else 64.0
-    ffn_ratio = previous.intermediate_size / previous.hidden_size if previous else 8 / 3
-    group = previous.num_attention_heads // previous.num_key_value_heads if previous else 1
-    floor = {key: getattr(previous, key) if previous else 1 for key in SIZE_KEYS}
-    best, best_gap = None, float("inf")
-    for layers in range(floor["num_hidden_layers"], 512):
-        heads = max(floor["num_attention_heads"], round(aspect * layers / recipe.head_dim))
-        heads = -(-heads // group) * group
-        hidden = max(floor["hidden_size"], heads * recipe.head_dim)
-        sizes = {
-            "hidden_size": hidden,
-            "num_hidden_layers": layers,
-            "num_attention_heads": heads,
-            "num_key_value_heads": max(floor["num_key_value_heads"], heads // group),
-            "intermediate_size": max(floor["intermediate_size"], round(ffn_ratio * hidden / 8) * 8),
-        }
-        count = parameter_counts(base_config(recipe, sizes))["total"]
-        gap = abs(count - target)
-        if gap < best_gap:
-            best, best_gap = sizes, gap
-        if count > 2 * target:
-            break
-    return best
 
 
 __all__ = [

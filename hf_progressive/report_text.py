@@ -9,6 +9,11 @@ from .evaluation import metric_columns
 from .ledger import FamilyPaths, Ledger
 
 
+def _loss(value: float | None, digits: int) -> str:
+    """A loss, or "-" for a member that did not train (a pretrained first member without a budget)."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def _members_table(label: str, ledger: Ledger) -> list[str]:
     lines = [
         f"**{label}**",
@@ -22,7 +27,7 @@ def _members_table(label: str, ledger: Ledger) -> list[str]:
             f"| {name} | {r.parent or '-'} | {r.train_inherited if r.parent else '-'} | "
             f"{r.params['total']:,} | {r.trainable_params:,} | "
             f"{r.optimizer_state_bytes / 1e6:.2f} | {r.tokens:,} | {r.flops_stage:.3g} | "
-            f"{r.flops_cumulative:.3g} | {r.wall_time_s:.1f} | {r.final_train_loss:.4f} | "
+            f"{r.flops_cumulative:.3g} | {r.wall_time_s:.1f} | {_loss(r.final_train_loss, 4)} | "
             f"{r.val_loss:.4f} |"
         )
     return [*lines, ""]
@@ -129,7 +134,7 @@ def format_ledger(ledger: Ledger) -> str:
     for name, r in ledger.members.items():
         lines.append(
             f"{name:<16}{r.parent or '-':<16}{r.steps:>6}{r.tokens:>10,}{r.flops_stage:>11.3g}"
-            f"{r.flops_cumulative:>11.3g}{r.wall_time_s:>8.1f}{r.final_train_loss:>8.3f}"
+            f"{r.flops_cumulative:>11.3g}{r.wall_time_s:>8.1f}{_loss(r.final_train_loss, 3):>8}"
             f"{r.val_loss:>8.3f}{r.data_passes:>7.2f}"
         )
     totals = ledger.totals

@@ -59,6 +59,23 @@ def check_training_keys(training: dict, where: str) -> None:
             raise RecipeError(f"{where}.{key}: not a TrainingArguments field (see `transformers.TrainingArguments`).")
 
 
+def validate_batches(recipe) -> None:
+    check_training_keys(recipe.training, "training")
+    for k, member in enumerate(recipe.members):
+        check_training_keys(member.training, f"members[{k}].training")
+    for where, micro in [("micro_batch_size", recipe.micro_batch_size)] + [
+        (f"members[{k}].micro_batch_size", m.micro_batch_size) for k, m in enumerate(recipe.members)
+    ]:
+        if micro is not None:
+            _require(isinstance(micro, int) and micro > 0, where, micro, "use a positive integer")
+            _require(recipe.batch_size % micro == 0, where, micro, f"it must divide batch_size={recipe.batch_size}")
+
+
+def _require(ok: bool, name: str, value, fix: str) -> None:
+    if not ok:
+        raise RecipeError(f"{name}={value!r}: {fix}.")
+
+
 def batch_sizes(batch_size: int, micro_batch_size: int | None, processes: int) -> dict:
     """Per-device train/eval batch and accumulation steps for a global `batch_size` over `processes`."""
     micro = micro_batch_size or batch_size // processes
@@ -113,7 +130,7 @@ def stage_arguments(plan, member, output_dir: str, processes: int, overrides: di
     micro = recipe.members[member.index].micro_batch_size or recipe.micro_batch_size
     owned = {
         "output_dir": output_dir,
-        "max_steps": member.steps,
+        "max_steps": max(1, member.steps),  # a stage of 0 steps (a pretrained member) only evaluates
         "learning_rate": member.max_lr,
         **batch_sizes(recipe.batch_size, micro, processes),
         "weight_decay": recipe.optimizer.weight_decay,
@@ -146,4 +163,12 @@ def stage_arguments(plan, member, output_dir: str, processes: int, overrides: di
         raise RecipeError(f"training: {reason}") from None
 
 
-__all__ = ["OWNED", "batch_sizes", "check_training_keys", "schedule", "stage_arguments", "training_options"]
+__all__ = [
+    "OWNED",
+    "batch_sizes",
+    "check_training_keys",
+    "schedule",
+    "stage_arguments",
+    "training_options",
+    "validate_batches",
+]
