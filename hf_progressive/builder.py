@@ -15,10 +15,10 @@ from transformers.utils import logging
 
 from .budget import stage_flops_per_token
 from .checkpoint import (
-    atomic_output_dir,
     check_writable,
     last_complete_checkpoint,
     load_model,
+    publish_dir,
     write_atomic,
     write_json,
 )
@@ -164,8 +164,7 @@ class _StageRun:
         usage = self._usage(trainer)
         model = finish_stage_model(trainer.model)
         record = self._record(trainer, window, eval_loss, clock.elapsed(), self._boundary_loss(model, blocks), usage)
-        if process_state().is_main_process:
-            self._save(model, tokenizer, trainer)
+        self._save(model, tokenizer, trainer)
         return model, record
 
     def _grow(self, parent, tokenizer):
@@ -255,15 +254,28 @@ class _StageRun:
         )
 
     def _save(self, model, tokenizer, trainer) -> None:
-        name = self.member.name
-        with atomic_output_dir(self.paths.member(name), overwrite=True) as tmp:
-            model.save_pretrained(tmp)  # weights, config, generation config, growth.json
-            tokenizer.save_pretrained(tmp)
+        """Save the member on every process: the Trainer gathers a sharded (FSDP / ZeRO-3) model and writes it from
+        the main process into a staging folder, which then replaces OUT/members/<name> in one rename."""
+        name, state = self.member.name, process_state()
+        staging = self.paths.members / f".{name}.tmp-save"  # the same path on every process
+        if state.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        state.wait_for_everyone()
+        if model is trainer.model:  # weights, config, generation config, growth.json, tokenizer
+            trainer.save_model(str(staging))
+        elif state.is_main_process:  # LoRA adapters merged into a plain model that this process holds
+            model.save_pretrained(staging)
+        if state.is_main_process:
+            (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: member folders hold safetensors only
+            tokenizer.save_pretrained(staging)
             log = {"stage": name, "log_history": trainer.state.log_history}
-            write_json(tmp / self.paths.training_log(name).name, log)
-        if self._carries() and trainer.optimizer is not None:  # None: a pretrained member that did not train
-            state = optimizer_state_by_name(trainer.optimizer, model)
-            write_atomic(self.paths.optimizer_final(name), lambda handle: torch.save(state, handle))
+            write_json(staging / self.paths.training_log(name).name, log)
+            publish_dir(staging, self.paths.member(name))
+            if self._carries() and trainer.optimizer is not None:  # None: a pretrained member that did not train
+                moments = optimizer_state_by_name(trainer.optimizer, model)
+                write_atomic(self.paths.optimizer_final(name), lambda handle: torch.save(moments, handle))
+        state.wait_for_everyone()
 
 
 class _Clock(TrainerCallback):

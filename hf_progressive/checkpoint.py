@@ -157,19 +157,25 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
     done = False
     try:
         yield tmp
-        for file in tmp.rglob("*"):
-            if file.is_file():
-                _fsync(file)
-        if dst.exists():
-            shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
-        tmp.rename(dst)
-        _fsync(dst.parent)
+        publish_dir(tmp, dst)
         done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         for parent in [] if done else missing:  # leave no trace: the folders this call created
             if parent.exists() and not any(parent.iterdir()):
                 parent.rmdir()
+
+
+def publish_dir(tmp: Path, dst: Path) -> None:
+    """Flush every file of the finished folder `tmp` to disk, then put it in place of `dst` in one rename (and flush
+    the parent's entries): readers see the old `dst` or the complete new one."""
+    for file in tmp.rglob("*"):
+        if file.is_file():
+            _fsync(file)
+    if dst.exists():
+        shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+    tmp.rename(dst)
+    _fsync(dst.parent)
 
 
 def check_writable(path: str | os.PathLike) -> None:
@@ -276,6 +282,7 @@ __all__ = [
     "load_state_dict",
     "model_from_state_dict",
     "prepare_output_dir",
+    "publish_dir",
     "read_config",
     "read_json",
     "resolve_source",
