@@ -170,10 +170,33 @@ def _write_store(recipe: Recipe, folder: Path, num_proc: int, max_tokens: int | 
     counts = {}
     for split, (documents, file, blocks, processes) in splits.items():
         total = None if blocks is None else blocks * seq_len  # known: the bar shows an ETA
+        estimate = _Estimate(documents, recipe.data.train) if total is None else None  # else: from the file sizes
         with tqdm(total=total, unit="tok", unit_scale=True, desc=f"{split} tokens", disable=not progress) as bar:
-            stream = encode(documents, folder / TOKENIZER_DIR, processes)
-            counts[split] = write_blocks(stream, folder / file, seq_len, dtype, blocks, bar)
+            stream = encode(estimate or documents, folder / TOKENIZER_DIR, processes)
+            counts[split] = write_blocks(stream, folder / file, seq_len, dtype, blocks, bar, estimate)
     return dtype, counts
+
+
+class _Estimate:
+    """Passes the documents through, counting their characters, to estimate the total tokens of uncompressed local
+    files from their size (tokens so far x bytes on disk / characters read): the progress bar's ETA. Compressed
+    files and streamed Hub datasets have no size to go by: no estimate."""
+
+    def __init__(self, documents: Iterator[str], source: str):
+        import glob
+
+        files = glob.glob(source)
+        plain = files and not any(f.endswith((".gz", ".bz2", ".zst", ".xz")) for f in files)
+        self.bytes = sum(os.path.getsize(f) for f in files if os.path.isfile(f)) if plain else 0
+        self.documents, self.chars = documents, 0
+
+    def __iter__(self):
+        for document in self.documents:
+            self.chars += len(document) + 1
+            yield document
+
+    def total(self, tokens: int) -> int | None:
+        return int(tokens * self.bytes / self.chars) if self.bytes and self.chars else None
 
 
 def _existing(out: Path, request: dict, overwrite: bool) -> TokenStore | None:
@@ -223,9 +246,12 @@ def _manifest(request: dict, folder: Path, dtype: np.dtype, counts: dict, num_pr
     }
 
 
-def write_blocks(stream: Iterator[np.ndarray], file: Path, seq_len: int, dtype, max_blocks: int | None, bar) -> int:
+def write_blocks(
+    stream: Iterator[np.ndarray], file: Path, seq_len: int, dtype, max_blocks: int | None, bar, estimate=None
+) -> int:
     """Cut a stream of token arrays into blocks of `seq_len` and append them to `file` (the tail shorter than a block
-    is dropped); stops after `max_blocks`. Returns the number of blocks written."""
+    is dropped); stops after `max_blocks`. Returns the number of blocks written. `estimate` (an `_Estimate`) keeps
+    the bar's total, hence its ETA, up to date when the total is not known in advance."""
     written, pending = 0, np.empty(0, dtype=np.int64)
     with open(file, "wb") as handle:
         for tokens in stream:
@@ -236,6 +262,8 @@ def write_blocks(stream: Iterator[np.ndarray], file: Path, seq_len: int, dtype, 
             pending[: full * seq_len].astype(dtype).tofile(handle)
             pending, written = pending[full * seq_len :], written + full
             bar.update(full * seq_len)
+            if estimate is not None and estimate.total(bar.n):
+                bar.total = max(estimate.total(bar.n), bar.n)
             if max_blocks is not None and written >= max_blocks:
                 break
     if written == 0:

@@ -187,3 +187,18 @@ def test_prepare_data_cli_writes_a_store_build_family_can_use(tmp_path, capsys):
     assert manifest["request"]["max_tokens"] == 640 and manifest["library_version"]
     store = TokenStore.open(tmp_path / "s")
     store.check(load_recipe(str(path)))  # made for this recipe
+
+
+def test_the_progress_estimate_of_an_uncapped_local_corpus(tmp_path):
+    """Without --max-tokens the bar's total (hence its ETA) is estimated from the files' size; none for gzip."""
+    from hf_progressive.token_store import _Estimate
+
+    corpus = _corpus(tmp_path, n=200)
+    texts = [json.loads(line)["text"] for line in open(corpus)]
+    estimate = _Estimate(iter(texts), corpus)
+    assert estimate.total(100) is None  # nothing read yet
+    half = list(zip(range(100), estimate, strict=False))
+    assert len(half) == 100 and estimate.total(1000) > 1000  # more to come than read so far
+    list(estimate)  # everything read: the estimate is the tokens scaled by bytes per character read
+    assert 1000 <= estimate.total(1000) <= 1150  # JSON quoting and the "text" key add a few bytes a document
+    assert _Estimate(iter(texts), "hf_progressive/corpus/gutenberg_train.jsonl.gz").total(1000) is None
