@@ -19,6 +19,7 @@ from .checkpoint import (
     last_complete_checkpoint,
     load_model,
     publish_dir,
+    read_json,
     write_atomic,
     write_json,
 )
@@ -27,8 +28,9 @@ from .data import BlockWindow, as_ids
 from .errors import CheckpointError, RecipeError
 from .expansion import carry_state_dict
 from .family import FamilyPlan, MemberPlan, plan_family
+from .grow import GrowArguments, grow_checkpoint, plan_growth
 from .ledger import FamilyPaths, Ledger, MemberRecord
-from .modeling_llama import ProgressiveLlamaForCausalLM
+from .modeling_llama import GROWTH_FILE, ProgressiveLlamaForCausalLM
 from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from .pretrained import load_pretrained
 from .recipe import Recipe
@@ -66,23 +68,18 @@ def build_family(
     tokenizer, store = family_store(recipe, plan, paths, data)
     ledger.data["store"] = paths.relative(store.path)
     blocks, validation = store.train, [{"input_ids": ids, "labels": ids} for ids in as_ids(store.validation)]
-    parent = None
     for member in plan.members[: _last_index(plan, until) + 1]:
         if member.name in ledger.members and paths.is_saved(member.name):
-            parent = None  # loaded from disk only if the next stage grows from it
-            continue
-        if member.parent and parent is None:
-            parent = load_model(paths.member(member.parent), ProgressiveLlamaForCausalLM)
+            continue  # the next stage grows from its saved folder
         stage = _StageRun(plan, member, paths, report_to, callbacks or [], training)
-        parent, record = stage.run(parent, tokenizer, blocks, validation)
+        record = stage.run(tokenizer, blocks, validation)
         if state.is_main_process:
             ledger.add(member.name, record)
             ledger.write(paths.root)
             for checkpoint in paths.stage(member.name).glob("checkpoint-*"):  # only needed to resume
                 shutil.rmtree(checkpoint, ignore_errors=True)
+            shutil.rmtree(paths.grown(member.name), ignore_errors=True)
         state.wait_for_everyone()
-        if plan.mode == "independent":
-            parent = None
     return Ledger.read(paths.root)
 
 
@@ -139,9 +136,9 @@ class _StageRun:
         self.dir = paths.stage(member.name)
         self.recipe, self.spec = plan.recipe, plan.recipe.members[member.index]
 
-    def run(self, parent, tokenizer, blocks, validation) -> tuple:
+    def run(self, tokenizer, blocks, validation) -> MemberRecord:
         set_seed(self.recipe.seed + self.member.index)
-        grown = self._grow(parent, tokenizer)
+        grown = self._grow(tokenizer)
         model = prepare_stage_model(grown, self.spec) if self.member.parent else grown
         window, clock = BlockWindow(blocks, self.member.window), _Clock(self.paths.clock(self.member.name))
         trainer = ProgressiveTrainer(
@@ -165,9 +162,9 @@ class _StageRun:
         model = finish_stage_model(trainer.model)
         record = self._record(trainer, window, eval_loss, clock.elapsed(), self._boundary_loss(model, blocks), usage)
         self._save(model, tokenizer, trainer)
-        return model, record
+        return record
 
-    def _grow(self, parent, tokenizer):
+    def _grow(self, tokenizer):
         special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
         config = ProgressiveLlamaConfig.from_dict({**self.member.config.to_dict(), **special})
         if self.member.index == 0 and self.spec.pretrained:
@@ -176,10 +173,20 @@ class _StageRun:
             model = ProgressiveLlamaForCausalLM(config)
             model.growth = {"parent": None, "operator": "from_scratch", "seed": self.recipe.seed + self.member.index}
             return model
-        model = ProgressiveLlamaForCausalLM.from_smaller(
-            parent, config, method=self.member.method, seed=self.recipe.seed
-        )
-        model.growth["parent"] = self.member.parent  # the family member, not a temp path
+        return self._grown()
+
+    def _grown(self):
+        """The member grown from its saved parent: streamed once, in bounded memory, by the main process (and
+        verified there), then loaded by every process; its plan is resolved on each process for `carry`."""
+        parent_dir, grown_dir = self.paths.member(self.member.parent), self.paths.grown(self.member.name)
+        sizes = {key: getattr(self.member.config, key) for key in SIZE_FIELDS}
+        args = GrowArguments(**sizes, method=self.member.method, seed=self.recipe.seed, overwrite=True)
+        if process_state().is_main_process and not (grown_dir / "config.json").is_file():
+            grow_checkpoint(str(parent_dir), str(grown_dir), args, progress=False)
+        process_state().wait_for_everyone()
+        model = load_model(grown_dir, ProgressiveLlamaForCausalLM)
+        model.growth = {**read_json(grown_dir / GROWTH_FILE), "parent": self.member.parent}  # the member, not a path
+        model.growth_plan = plan_growth(parent_dir, args)
         return model
 
     def _carries(self) -> bool:

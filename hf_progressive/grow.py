@@ -73,10 +73,8 @@ def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = Tr
     growth record (growth.json). DST appears, complete and verified, in one rename; on any failure it is unchanged."""
     prepare_output_dir(dst, args.overwrite)  # fail before any work
     src_dir = resolve_source(src)
-    source_config = read_config(src_dir)
-    config = ProgressiveLlamaConfig.from_smaller(source_config, **args.sizes())
+    plan = plan_growth(src_dir, args)
     weight_files(src_dir)  # a missing or truncated source fails before anything is written
-    plan = GrowthPlan.from_configs(source_config, config, args.method, args.seed, args.noise_std, args.inserted_layers)
     with atomic_output_dir(dst, args.overwrite) as tmp:
         write_expansion(src_dir, tmp, plan, args.max_shard_size, progress)
         growth = {**read_json(tmp / GROWTH_FILE), "parent": src}
@@ -84,6 +82,13 @@ def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = Tr
             growth["preservation"] = _verified(src_dir, tmp, args.strict and plan.function_preserving)
         write_json(tmp / GROWTH_FILE, growth)
     return growth
+
+
+def plan_growth(src_dir: str | Path, args: GrowArguments) -> GrowthPlan:
+    """The resolved plan of growing checkpoint `src_dir` as `args` says (deterministic: the same on every process)."""
+    source_config = read_config(src_dir)
+    config = ProgressiveLlamaConfig.from_smaller(source_config, **args.sizes())
+    return GrowthPlan.from_configs(source_config, config, args.method, args.seed, args.noise_std, args.inserted_layers)
 
 
 def _verified(src_dir: Path, grown_dir: Path, strict: bool) -> dict:
@@ -115,4 +120,4 @@ def format_growth(growth: dict) -> str:
 
 ExpandArguments = GrowArguments  # the name `hf-progressive expand` used before 0.2
 
-__all__ = ["ExpandArguments", "GrowArguments", "format_growth", "grow_checkpoint"]
+__all__ = ["ExpandArguments", "GrowArguments", "format_growth", "grow_checkpoint", "plan_growth"]

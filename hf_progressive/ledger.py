@@ -66,6 +66,10 @@ class FamilyPaths:
     def stage(self, name: str) -> Path:
         return self.stages / name
 
+    def grown(self, name: str) -> Path:
+        """Member `name` right after its growth, before its stage trains (streamed there once by the main process)."""
+        return self.stage(name) / "grown"
+
     def optimizer_final(self, name: str) -> Path:
         """The AdamW moments at the end of stage `name`, by parameter name (`optimizer.at_growth: carry`)."""
         return self.stage(name) / "optimizer_final.pt"

@@ -14,7 +14,6 @@ from pathlib import Path
 from transformers import Trainer, TrainerCallback
 
 from hf_progressive import builder
-from hf_progressive.modeling_llama import ProgressiveLlamaForCausalLM
 from hf_progressive.recipe import load_recipe
 
 
@@ -53,16 +52,16 @@ def arm(phase: str, counter: Counter) -> list:
                 die()
 
         Trainer._save_optimizer_and_scheduler = save_then_die
-    elif phase == "growth":
-        grow = ProgressiveLlamaForCausalLM.from_smaller.__func__
+    elif phase == "growth":  # right after the grown member is streamed to stages/<name>/grown
+        grow = builder.grow_checkpoint
 
-        def grow_then_die(cls, *args, **kwargs):
-            model = grow(cls, *args, **kwargs)
+        def grow_then_die(*args, **kwargs):
+            growth = grow(*args, **kwargs)
             if counter.hit():
                 die()
-            return model
+            return growth
 
-        ProgressiveLlamaForCausalLM.from_smaller = classmethod(grow_then_die)
+        builder.grow_checkpoint = grow_then_die
     elif phase in ("member_save", "ledger"):
         from hf_progressive import ledger as ledger_module
 

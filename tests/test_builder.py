@@ -132,3 +132,20 @@ def test_wsd_schedule_and_fixed_lr(tmp_path):
     history = json.loads((tmp_path / "out" / "members" / "m1-L2-H48" / "training_log.json").read_text())
     lrs = [entry["learning_rate"] for entry in history["log_history"] if "learning_rate" in entry]
     assert lrs[:2] == [1e-3, 1e-3] and lrs[-1] < 1e-3  # stable, then decaying
+
+
+def test_members_are_grown_by_streaming_once_not_in_memory(tmp_path, monkeypatch):
+    """The next member is streamed from its saved parent (bounded memory) and verified there; the in-memory
+    `from_smaller` is never called, and the grown folder is removed once the member is saved."""
+    from hf_progressive.modeling_llama import ProgressiveLlamaForCausalLM
+
+    def in_memory(*args, **kwargs):
+        raise AssertionError("the builder grew a member in memory")
+
+    monkeypatch.setattr(ProgressiveLlamaForCausalLM, "from_smaller", classmethod(in_memory))
+    ledger = build_family(tiny_recipe(tmp_path), tmp_path / "out", max_steps=2)
+    first, second = ledger.members.values()
+    growth = json.loads((tmp_path / "out" / "members" / "m1-L2-H48" / "growth.json").read_text())
+    assert growth["parent"] == "m0-L1-H32" and growth["preservation"]["max_abs_logit_diff"] < 1e-4
+    assert abs(second.first_step_loss - first.boundary_loss) <= 1e-3  # still function preserving
+    assert not (tmp_path / "out" / "stages" / "m1-L2-H48" / "grown").exists()
