@@ -34,7 +34,7 @@ from .modeling_llama import GROWTH_FILE, ProgressiveLlamaForCausalLM
 from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from .pretrained import load_pretrained
 from .recipe import Recipe
-from .stage_args import check_training_keys, stage_arguments
+from .stage_args import check_training_keys, micro_batch_size, stage_arguments
 from .token_store import family_store
 from .trainer import ProgressiveTrainer, ProgressiveTrainingArguments, optimizer_state_by_name, process_state
 
@@ -165,12 +165,13 @@ class _StageRun:
         return record
 
     def _grow(self, tokenizer):
-        special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
-        config = ProgressiveLlamaConfig.from_dict({**self.member.config.to_dict(), **special})
         if self.member.index == 0 and self.spec.pretrained:
             return load_pretrained(self.recipe)
-        if self.member.parent is None:
-            model = ProgressiveLlamaForCausalLM(config)
+        if self.member.parent is None:  # from scratch, with the tokenizer's special tokens (growths inherit them)
+            special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
+            model = ProgressiveLlamaForCausalLM(
+                ProgressiveLlamaConfig.from_dict({**self.member.config.to_dict(), **special})
+            )
             model.growth = {"parent": None, "operator": "from_scratch", "seed": self.recipe.seed + self.member.index}
             return model
         return self._grown()
@@ -217,10 +218,10 @@ class _StageRun:
             return None
         window = BlockWindow(blocks, following[0].window)
         ids = torch.stack([window[i]["input_ids"] for i in range(self.recipe.batch_size)]).to(model.device)
-        micro = self.spec.micro_batch_size or self.recipe.micro_batch_size or len(ids)
+        parts = ids.split(micro_batch_size(self.recipe, self.member.index) or len(ids))
         model.eval()
         with torch.no_grad():  # in micro-batches of equal size: the mean of their means is the batch's mean
-            return sum(model(part, labels=part).loss.item() for part in ids.split(micro)) / len(ids.split(micro))
+            return sum(model(part, labels=part).loss.item() for part in parts) / len(parts)
 
     def _usage(self, trainer) -> dict:
         """Trainable parameters, optimizer-state bytes and the stage's FLOPs per token (frozen and LoRA weights

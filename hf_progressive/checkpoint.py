@@ -3,6 +3,7 @@ dict, build a model from a state dict without a random init, and write outputs a
 failure never leaves a half-written DST)."""
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -203,6 +204,15 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def folder_hash(folder: Path) -> str:
+    """sha256 over every file of `folder` (relative path and content, in sorted order): equal folders, equal hash."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def read_json(path: str | os.PathLike) -> dict | None:
     """The JSON object in `path`, or None when the file does not exist."""
     path = Path(path)
@@ -277,6 +287,7 @@ __all__ = [
     "check_writable",
     "complete_checkpoint",
     "copy_tokenizer_files",
+    "folder_hash",
     "last_complete_checkpoint",
     "load_model",
     "load_state_dict",

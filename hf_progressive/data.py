@@ -17,7 +17,7 @@ from transformers.utils import logging
 
 from .budget import Window
 from .errors import DataError, RecipeError
-from .recipe import DataSpec, Recipe
+from .recipe import HOLDOUT, DataSpec, Recipe
 
 
 logger = logging.get_logger(__name__)
@@ -29,7 +29,6 @@ EMBEDDED = {
 }
 BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 EOS = "<|endoftext|>"
-HOLDOUT = "holdout"  # data.validation: hold out the first `holdout_documents` training documents
 
 
 def _builder(source: str) -> str | None:

@@ -5,7 +5,6 @@ token comes from huggingface_hub's usual login / HF_TOKEN; nothing here prints, 
 
 `push_family` and `push_metrics` yield one line per action; `hf-progressive push` / `push-metrics` print them."""
 
-import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .cards import family_card, member_card, repo_ids
+from .checkpoint import folder_hash
 from .errors import CheckpointError
 from .ledger import EVAL_FILE, TRAINING_LOG_FILE, FamilyPaths, Ledger
 from .modeling_llama import GROWTH_FILE
@@ -81,18 +81,10 @@ def stage_family(out: Path, ids: dict[str, str], folder: Path) -> Path:
     return folder
 
 
-def content_hash(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]
-
-
 def push_folder(api, repo_id: str, folder: Path, private: bool, revision: str | None, message: str) -> str:
     """Create the repo if needed and upload `folder` in one commit, unless that exact content is already there.
     Returns "created", "updated" or "unchanged"."""
-    mark = MARK + content_hash(folder)
+    mark = MARK + folder_hash(folder)[:16]
     api.create_repo(repo_id, private=private, exist_ok=True)
     try:
         commits = api.list_repo_commits(repo_id, revision=revision)

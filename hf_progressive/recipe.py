@@ -51,6 +51,9 @@ class TokenizerSpec:
     bpe_training_chars: int = 2_000_000  # how much of the corpus the BPE is trained on
 
 
+HOLDOUT = "holdout"  # data.validation: hold out the first `holdout_documents` training documents
+
+
 @dataclass
 class DataSpec:
     """`train` / `validation`: "embedded" (the public-domain corpus shipped with the package), local text, JSONL,
@@ -197,7 +200,7 @@ def _validate_data(data: DataSpec) -> None:
     for name in ("validation_blocks", "shuffle_buffer"):
         value = getattr(data, name)
         _check(isinstance(value, int) and value > 0, f"data.{name}", value, "use a positive integer")
-    holdout = data.validation == "holdout"
+    holdout = data.validation == HOLDOUT
     _check(
         isinstance(data.holdout_documents, int)
         and (data.holdout_documents > 0 if holdout else data.holdout_documents >= 0),
@@ -305,6 +308,7 @@ def shipped_recipes() -> list[str]:
 
 
 __all__ = [
+    "HOLDOUT",
     "MemberSpec",
     "Recipe",
     "RecipeError",

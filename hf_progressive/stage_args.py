@@ -76,6 +76,11 @@ def _require(ok: bool, name: str, value, fix: str) -> None:
         raise RecipeError(f"{name}={value!r}: {fix}.")
 
 
+def micro_batch_size(recipe, index: int) -> int | None:
+    """Member `index`'s micro-batch per device: its own, else the recipe's (None: batch_size / processes)."""
+    return recipe.members[index].micro_batch_size or recipe.micro_batch_size
+
+
 def batch_sizes(batch_size: int, micro_batch_size: int | None, processes: int) -> dict:
     """Per-device train/eval batch and accumulation steps for a global `batch_size` over `processes`."""
     micro = micro_batch_size or batch_size // processes
@@ -127,7 +132,7 @@ def stage_arguments(plan, member, output_dir: str, processes: int, overrides: di
 
     recipe = plan.recipe
     previous = plan.members[member.index - 1] if member.index and plan.mode != "independent" else None
-    micro = recipe.members[member.index].micro_batch_size or recipe.micro_batch_size
+    micro = micro_batch_size(recipe, member.index)
     owned = {
         "output_dir": output_dir,
         "max_steps": max(1, member.steps),  # a stage of 0 steps (a pretrained member) only evaluates
@@ -167,6 +172,7 @@ __all__ = [
     "OWNED",
     "batch_sizes",
     "check_training_keys",
+    "micro_batch_size",
     "schedule",
     "stage_arguments",
     "training_options",

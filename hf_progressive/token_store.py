@@ -12,7 +12,7 @@ store). `prepare_store` tokenizes in `num_proc` worker processes, in order, so t
 `num_proc`; memory stays bounded by a few chunks of documents, whatever the corpus size. A store appears complete
 (atomic rename) or not at all."""
 
-import hashlib
+import dataclasses
 import json
 import os
 import shutil
@@ -25,10 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .checkpoint import atomic_output_dir, write_json
+from .checkpoint import atomic_output_dir, folder_hash, write_json
 from .data import check_tokenizer, get_tokenizer, training_documents, validation_documents
 from .errors import DataError
-from .recipe import Recipe
+from .recipe import HOLDOUT, Recipe
 
 
 logger = logging.get_logger(__name__)
@@ -46,8 +46,6 @@ def store_dtype(vocab_size: int) -> np.dtype:
 def store_request(recipe: Recipe, max_tokens: int | None) -> dict:
     """What a store is made from: the part of the recipe that decides its blocks, and the token cap. Two requests
     that are equal give the same store."""
-    import dataclasses
-
     data = {k: v for k, v in dataclasses.asdict(recipe.data).items() if k not in ("prepared",)}
     tokenizer = {**dataclasses.asdict(recipe.tokenizer), "vocab_size": recipe.vocab_size}
     return {"seq_len": recipe.seq_len, "tokenizer": tokenizer, "data": data, "max_tokens": max_tokens}
@@ -66,9 +64,8 @@ class TokenStore:
     def open(cls, path: str | os.PathLike) -> "TokenStore":
         path = Path(path)
         manifest = read_manifest(path)
-        shape = (manifest["seq_len"],)
         arrays = [
-            _memmap(path / name, manifest["dtype"], manifest[key], shape[0])
+            _memmap(path / name, manifest["dtype"], manifest[key], manifest["seq_len"])
             for name, key in ((TRAIN_FILE, "train_blocks"), (VALIDATION_FILE, "validation_blocks"))
         ]
         return cls(path, manifest, *arrays)
@@ -92,7 +89,7 @@ class TokenStore:
                 f"{self.path}: token store made with another tokenizer ({_describe(made['tokenizer'])}) than the "
                 f"recipe's ({_describe(wanted)}); prepare a store for this recipe (hf-progressive prepare-data)."
             )
-        if tokenizer_hash(self.tokenizer_dir) != self.manifest["tokenizer_hash"]:
+        if folder_hash(self.tokenizer_dir) != self.manifest["tokenizer_hash"]:
             raise DataError(f"{self.path}: its tokenizer files changed since it was made; prepare the store again.")
 
 
@@ -114,24 +111,16 @@ def read_manifest(path: Path) -> dict:
         raise DataError(f"{path}: a file, not a token store folder; pass the folder prepare-data wrote.")
     try:
         manifest = json.loads((path / MANIFEST).read_text())
-        keys = ("request", "seq_len", "dtype", "train_blocks", "validation_blocks", "tokenizer_hash")
-        assert manifest.get("format") == FORMAT and all(key in manifest for key in keys)
     except FileNotFoundError:
         raise DataError(f"{path}: not a token store (no {MANIFEST}); run hf-progressive prepare-data.") from None
-    except (ValueError, AssertionError, AttributeError):
-        raise DataError(
-            f"{path / MANIFEST}: damaged or not a token store manifest; prepare the store again."
-        ) from None
+    except ValueError:
+        manifest = None
+    keys = ("request", "seq_len", "dtype", "train_blocks", "validation_blocks", "tokenizer_hash")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not all(k in manifest for k in keys):
+        raise DataError(f"{path / MANIFEST}: damaged or not a token store manifest; prepare the store again.")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{path}: token store format {manifest.get('format_version')}; prepare the store again.")
     return manifest
-
-
-def tokenizer_hash(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(folder).as_posix().encode() + b"\0" + file.read_bytes())
-    return digest.hexdigest()
 
 
 def prepare_store(
@@ -238,9 +227,9 @@ def _manifest(request: dict, folder: Path, dtype: np.dtype, counts: dict, num_pr
         "dtype": dtype.name,
         "train_blocks": counts["train"],
         "validation_blocks": counts["validation"],
-        "tokenizer_hash": tokenizer_hash(folder / TOKENIZER_DIR),
+        "tokenizer_hash": folder_hash(folder / TOKENIZER_DIR),
         "shuffle": {"seed": request["data"]["shuffle_seed"], "buffer_size": request["data"]["shuffle_buffer"]},
-        "holdout_documents": request["data"]["holdout_documents"] if request["data"]["validation"] == "holdout" else 0,
+        "holdout_documents": request["data"]["holdout_documents"] if request["data"]["validation"] == HOLDOUT else 0,
         "num_proc": num_proc,  # informational: the blocks do not depend on it
         "library_version": __version__,
     }
@@ -262,8 +251,9 @@ def write_blocks(
             pending[: full * seq_len].astype(dtype).tofile(handle)
             pending, written = pending[full * seq_len :], written + full
             bar.update(full * seq_len)
-            if estimate is not None and estimate.total(bar.n):
-                bar.total = max(estimate.total(bar.n), bar.n)
+            total = estimate.total(bar.n) if estimate is not None else None
+            if total:
+                bar.total = max(total, bar.n)
             if max_blocks is not None and written >= max_blocks:
                 break
     if written == 0:

@@ -202,3 +202,19 @@ def test_the_progress_estimate_of_an_uncapped_local_corpus(tmp_path):
     list(estimate)  # everything read: the estimate is the tokens scaled by bytes per character read
     assert 1000 <= estimate.total(1000) <= 1150  # JSON quoting and the "text" key add a few bytes a document
     assert _Estimate(iter(texts), "hf_progressive/corpus/gutenberg_train.jsonl.gz").total(1000) is None
+
+
+@pytest.mark.parametrize(
+    "manifest", ['{"format": "hf_progressive-token-store", "seq_', "[1, 2]", '{"format": "other"}', "{}"]
+)
+def test_damaged_or_foreign_manifests_are_one_line(stores, tmp_path, manifest):
+    """Checked explicitly (not with `assert`, which `python -O` strips)."""
+    from hf_progressive.errors import DataError
+    from hf_progressive.token_store import read_manifest
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / MANIFEST).write_text(manifest)
+    with pytest.raises(DataError, match="damaged or not a token store manifest") as raised:
+        read_manifest(store)
+    assert "\n" not in str(raised.value)
