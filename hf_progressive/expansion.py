@@ -86,33 +86,96 @@ def expand_state_dict(state_dict: StateDict, plan: GrowthPlan, progress: bool = 
 
 
 @torch.no_grad()
-def carry_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
-    """Optimizer state (AdamW moments) for grown parameter `key`: inherited entries keep their source's value,
-    gathered through the same index maps and layer map as the weights (no rescaling); new entries start at zero."""
+def carry_tensor(key: str, load: Loader, plan: GrowthPlan, power: int = 1) -> torch.Tensor:
+    """An AdamW moment for grown parameter `key` (`power` 1: `exp_avg`, 2: `exp_avg_sq`) from the parent's moments
+    that `load` returns, by staged training's per-copy rule (Shen et al. 2022): every copy takes its source's moment
+    (AKI's later copies: the donor layer's, as their weights do) times `gradient_share ** power`; fresh entries are
+    zero. For a function-preserving growth the carried `exp_avg` of a parent gradient is the grown model's gradient."""
     key = storage_key(key, plan.dst)
-    spec, (source, _) = tensor_spec(key), source_keys(key, plan)
-    out = load(source)
-    for dim, (axis, _role) in enumerate(spec.axes):
-        if axis != "vocab" and not plan.maps[axis].unchanged:
-            rows = _row_map(plan, axis, out.device)
-            out = out.movedim(dim, 0).index_select(0, rows.clamp(min=0)).movedim(0, dim)
-    return torch.where(new_entries(key, plan).to(out.device), torch.zeros((), dtype=out.dtype), out).contiguous()
+    out = _gather_entries(key, load, plan)
+    compute = torch.promote_types(out.dtype, torch.float32)
+    scaled = out.to(compute) * gradient_share(key, plan).to(device=out.device, dtype=compute) ** power
+    return torch.where(fresh_entries(key, plan).to(out.device), 0.0, scaled).to(out.dtype).contiguous()
+
+
+def _gather_entries(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
+    """Per-entry values of grown tensor `key` gathered from its source's (AKI's later copies: its donor's)."""
+    spec, (source, donor) = tensor_spec(key), source_keys(key, plan)
+    out = _gather_copies(load(source), spec, plan)
+    later = _later_copies(spec, plan) if donor is not None else None
+    if later is not None and bool(later.any()):
+        out = torch.where(later.to(out.device), _gather_copies(load(donor), spec, plan), out)
+    return out
+
+
+def gradient_share(key: str, plan: GrowthPlan) -> torch.Tensor:
+    """Float64 factor per entry of grown tensor `key`: its gradient over its source entry's gradient, at a growth that
+    preserves the function. A source entry feeds N copies, each `a` times its value (a = 1/count for a fan-in, except
+    the hidden fan-in, whose division lives in the RMSNorm gains: a = sqrt(r)/count there); the copies are
+    interchangeable, so each gets 1/(N a) of the source's gradient: 1/count per "out" or hidden "in" axis, 1 per
+    other "in" axis, 1/sqrt(r) for a gain. Depth copies are whole blocks, not splits: no factor."""
+    factors = []
+    for axis, role in tensor_spec(storage_key(key, plan.dst)).axes:
+        if axis == "vocab":
+            factors.append(torch.ones(plan.dst.vocab_size, dtype=torch.float64))
+        elif role == "gain":
+            factors.append(torch.full((len(_row_map(plan, axis, "cpu")),), 1 / math.sqrt(plan.norm_ratio)))
+        elif role == "in" and axis != "hidden":
+            factors.append(torch.ones(len(_row_map(plan, axis, "cpu")), dtype=torch.float64))
+        else:
+            rows, counts = _row_map(plan, axis, "cpu"), _row_counts(plan, axis, "cpu")
+            factors.append(torch.where(rows == FRESH, 1.0, 1 / counts[rows.clamp(min=0)].clamp(min=1)))
+    return _outer(factors)
+
+
+def fresh_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
+    """Boolean mask over grown tensor `key`: True where the entry copies nothing from the parent (a fresh unit along
+    some axis, or anything in an inserted identity block); their optimizer state starts as a fresh AdamW's."""
+    key = storage_key(key, plan.dst)
+    spec, (layer, _) = tensor_spec(key), split_layer_key(key)
+    per_axis = [
+        torch.zeros(plan.dst.vocab_size, dtype=torch.bool) if axis == "vocab" else _row_map(plan, axis, "cpu") == FRESH
+        for axis, _role in spec.axes
+    ]
+    mask = _outer(per_axis, torch.logical_or)
+    if layer is not None and plan.layers[layer].inserted and plan.depth_method == "identity":
+        mask = torch.ones_like(mask)
+    return mask
 
 
 def carry_state_dict(state: dict[str, dict], plan: GrowthPlan) -> dict[str, dict]:
-    """AdamW state for every parameter of the grown model (`{name: {"step", "exp_avg", "exp_avg_sq"}}`, as
-    `trainer.optimizer_state_by_name` writes it), mapped from the parent's `state` with `carry_tensor`. Parameters
-    whose source has no state (frozen in the parent's stage) are left out; tied aliases appear once, as their
-    storage key, as in `named_parameters()`."""
+    """AdamW state for the grown model (`{name: {"step", "exp_avg", "exp_avg_sq"[, "fresh", "born"]}}`, as
+    `trainer.optimizer_state_by_name` writes it), mapped from the parent's `state` with `carry_tensor`. The parent's
+    step is kept (the copies' moments are that old); tensors with fresh entries get `fresh` and `born` so that
+    `optim.GrownAdamW` corrects those by their own age. Left out: inserted identity blocks (all fresh: a fresh AdamW
+    state) and parameters whose sources have no state (frozen in the parent's stage). Entries the parent itself still
+    held as fresh restart as fresh. Tied aliases appear once, as their storage key, as in `named_parameters()`."""
     carried = {}
     for key in expected_keys(plan.dst):
-        source = source_keys(storage_key(key, plan.dst), plan)[0]
-        if storage_key(key, plan.dst) != key or source not in state:
+        layer, _ = split_layer_key(key)
+        sources = [k for k in source_keys(key, plan) if k is not None]
+        if storage_key(key, plan.dst) != key or any(source not in state for source in sources):
             continue
-        step = state[source]["step"]
-        moments = {m: carry_tensor(key, lambda k, m=m: state[k][m], plan) for m in ("exp_avg", "exp_avg_sq")}
-        carried[key] = {"step": step.clone() if torch.is_tensor(step) else step, **moments}
+        if layer is not None and plan.layers[layer].inserted and plan.depth_method == "identity":
+            continue
+        carried[key] = _carry_entry(key, state, plan)
     return carried
+
+
+def _carry_entry(key: str, state: dict[str, dict], plan: GrowthPlan) -> dict:
+    step = state[source_keys(key, plan)[0]]["step"]
+    entry = {"step": step.clone() if torch.is_tensor(step) else step}
+    for power, moment in ((1, "exp_avg"), (2, "exp_avg_sq")):
+        entry[moment] = carry_tensor(key, lambda k, m=moment: state[k][m], plan, power)
+    fresh = fresh_entries(key, plan)
+    if any("fresh" in state[k] for k in source_keys(key, plan) if k is not None):  # still young in the parent
+        young = _gather_entries(key, lambda k: state[k].get("fresh", torch.zeros_like(state[k]["exp_avg"], dtype=torch.bool)), plan)
+        fresh = fresh | young.bool().cpu()
+    if bool(fresh.any()):
+        for moment in ("exp_avg", "exp_avg_sq"):
+            entry[moment] = entry[moment].masked_fill(fresh.to(entry[moment].device), 0)
+        entry.update(fresh=fresh, born=int(step))
+    return entry
 
 
 def new_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
@@ -132,6 +195,34 @@ def new_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
     if layer is not None and plan.layers[layer].inserted:
         mask = torch.ones_like(mask)
     return mask
+
+
+def _outer(factors: list[torch.Tensor], combine=torch.mul) -> torch.Tensor:
+    """Combine one vector per axis into a tensor over all axes (a product for factors, an or for masks)."""
+    if len(factors) == 1:
+        return factors[0]
+    return combine(factors[0][:, None], factors[1][None, :])
+
+
+def _gather_copies(tensor: torch.Tensor, spec: TensorSpec, plan: GrowthPlan) -> torch.Tensor:
+    """`tensor` gathered along every growing axis by the index maps (fresh rows read row 0; callers mask them)."""
+    for dim, (axis, _role) in enumerate(spec.axes):
+        if axis != "vocab" and not plan.maps[axis].unchanged:
+            tensor = _gather(tensor, dim, _row_map(plan, axis, tensor.device))
+    return tensor
+
+
+def _later_copies(spec: TensorSpec, plan: GrowthPlan) -> torch.Tensor:
+    """AKI: the entries whose out-row is a later copy of a per-layer unit (sourced from the donor layer)."""
+    per_axis = []
+    for axis, role in spec.axes:
+        if role == "out" and axis in PER_LAYER_AXES:
+            first = torch.tensor(plan.maps[axis].first).repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
+            per_axis.append(~first & (_row_map(plan, axis, "cpu") != FRESH))
+        else:
+            size = plan.dst.vocab_size if axis == "vocab" else len(_row_map(plan, axis, "cpu"))
+            per_axis.append(torch.zeros(size, dtype=torch.bool))
+    return _outer(per_axis, torch.logical_or)
 
 
 def _widen(tensor, spec: TensorSpec, plan: GrowthPlan, generator, donor=None) -> torch.Tensor:
@@ -251,6 +342,8 @@ __all__ = [
     "carry_tensor",
     "expand_state_dict",
     "expand_tensor",
+    "fresh_entries",
+    "gradient_share",
     "new_entries",
     "source_keys",
     "tensor_generator",

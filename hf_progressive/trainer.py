@@ -11,6 +11,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
 from .checkpoint import storage_errors
+from .optim import GrownAdamW
 
 
 logger = logging.get_logger(__name__)
@@ -37,7 +38,8 @@ class ProgressiveTrainingArguments(TrainingArguments):
     > Parameters that control the growth
 
     optimizer_at_growth (`str`, defaults to `"reset"`): `"reset"` starts AdamW fresh; `"carry"` maps the parent's
-        moments through the growth's index maps (new coordinates zero; see `hf_progressive.expansion.carry_tensor`).
+        moments through the growth's index maps, scaled per copy (`hf_progressive.expansion.carry_tensor`), and trains
+        with `hf_progressive.optim.GrownAdamW` so fresh coordinates start as a fresh AdamW's.
 
     Defaults that differ from `TrainingArguments`: `train_sampling_strategy="sequential"` (each stage reads exactly
     its token window, in order), `lr_scheduler_type="cosine_with_min_lr"`, `save_strategy="steps"`,
@@ -92,6 +94,11 @@ class ProgressiveTrainer(Trainer):
         super().__init__(*args, **kwargs)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        if self.carried_optimizer_state and self.optimizer is None:
+            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model if model is None else model)
+            if cls is not torch.optim.AdamW:
+                raise ValueError(f"optimizer_at_growth='carry' maps AdamW moments; optim={self.args.optim!r} is not AdamW.")
+            self.optimizer_cls_and_kwargs = (GrownAdamW, kwargs)  # fresh entries bias-corrected by their own age
         optimizer = super().create_optimizer(model)
         if self.carried_optimizer_state:
             loaded = load_optimizer_state(

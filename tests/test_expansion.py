@@ -8,7 +8,14 @@ from testing_utils import assert_logits_close, float64_rms_norm, require_gpu, ti
 from transformers import LlamaForCausalLM
 
 from hf_progressive import ExpansionError, GrowthPlan, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.expansion import carry_state_dict, carry_tensor, expand_state_dict, expand_tensor, new_entries
+from hf_progressive.expansion import (
+    carry_state_dict,
+    carry_tensor,
+    expand_state_dict,
+    expand_tensor,
+    fresh_entries,
+    new_entries,
+)
 from hf_progressive.keys import expected_keys
 from hf_progressive.plan import parse_method
 
@@ -268,17 +275,17 @@ def test_grown_model_shares_no_storage_with_parent_or_itself(sizes):
     assert all(torch.equal(before[k], v) for k, v in small.state_dict().items())
 
 
-def test_carry_tensor_maps_moments_and_zeroes_new_entries():
+def test_carry_tensor_scales_copied_moments_and_zeroes_fresh_entries():
     small = tiny_model()
     plan = _plan_for(small, ALL, "function_preserving")
     generator = torch.Generator().manual_seed(4)
     moments = {k: torch.rand(v.shape, generator=generator) + 0.5 for k, v in small.state_dict().items()}
     for key in expected_keys(plan.dst):
-        carried, new = carry_tensor(key, moments.__getitem__, plan), new_entries(key, plan)
-        assert carried.shape == new.shape and torch.all(carried[new] == 0) and torch.all(carried[~new] > 0)
+        carried, fresh = carry_tensor(key, moments.__getitem__, plan), fresh_entries(key, plan)
+        assert carried.shape == fresh.shape and torch.all(carried[fresh] == 0) and torch.all(carried[~fresh] > 0)
     q = carry_tensor("model.layers.2.self_attn.q_proj.weight", moments.__getitem__, plan)
     source = moments["model.layers.1.self_attn.q_proj.weight"]  # layer 2 of the grown model is old layer 1
-    assert torch.equal(q[:16, :32], source[:16, :32])  # old heads 0-1 keep their rows (group 0, slots 0-1)
+    assert torch.equal(q[:16, :32], source[:16, :32])  # old heads 0-1 keep their rows (group 0, slots 0-1), unsplit
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
@@ -291,9 +298,11 @@ def test_carry_state_dict_covers_every_grown_parameter_through_the_models_plan(t
         for name, p in small.named_parameters()
     }
     carried = carry_state_dict(state, big.growth_plan)  # the plan the model was grown with, not a rebuilt one
-    assert sorted(carried) == sorted(name for name, _ in big.named_parameters())  # a tied lm_head: once, as the table
-    for name, param in big.named_parameters():
-        assert carried[name]["exp_avg"].shape == param.shape and carried[name]["step"] == 7
+    inserted = {f".layers.{i}." for i, layer in enumerate(big.growth_plan.layers) if layer.inserted}
+    kept = [name for name, _ in big.named_parameters() if not any(part in name for part in inserted)]
+    assert sorted(carried) == sorted(kept)  # a tied lm_head: once, as the table; identity blocks start fresh
+    for name in kept:
+        assert carried[name]["exp_avg"].shape == big.get_parameter(name).shape and carried[name]["step"] == 7
         expected = carry_tensor(name, lambda k: state[k]["exp_avg"], big.growth_plan)
         assert torch.equal(carried[name]["exp_avg"], expected)
     frozen = {k: v for k, v in state.items() if "layers.0." not in k}  # layer 0 was frozen in the parent's stage
