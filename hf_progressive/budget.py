@@ -1,10 +1,15 @@
 """Compute accounting for a model family, as pure arithmetic: parameter counts, token budgets per stage for each
 training mode, FLOPs per stage, and the per-member max learning rate. No tensors, no I/O.
 
-FLOPs per training token (fwd + bwd) = 6 * N_matmul + 6 * num_hidden_layers * seq_len * (num_attention_heads *
-head_dim), Kaplan et al. 2020's C = 6N + 6 * n_layer * n_ctx * d_attn: N_matmul counts every parameter that takes
-part in a matmul per token (all but the input embedding table; a tied table counts once, as the output head), and
-the second term is the attention scores and weighted sum (no discount for the causal mask)."""
+Two figures, kept apart on purpose:
+- FLOPs (the plan, the ledger, the report, savings): what the model actually computes per training token (fwd +
+  bwd), the PaLM / MFU convention = 6 * N_matmul + 12 * num_hidden_layers * seq_len * num_attention_heads * head_dim.
+  N_matmul counts every parameter that takes part in a matmul per token (all but the input embedding table; a tied
+  table counts once, as the output head). The attention term is QK^T and the weighted sum over all seq_len keys,
+  2 * 2 * seq_len * d_attn forward, x3 with the backward: the full score matrix, as eager and SDPA kernels compute
+  it (no discount for the causal mask). Tested against torch's FlopCounterMode within 2%.
+- The budget rule (`stage_tokens`): the paper's 6 * N * D with N the total parameter count, which fixes how many
+  tokens each stage trains on so that the cumulative 6ND after stage k equals member k's own 6 N_k D_k."""
 
 import math
 from dataclasses import dataclass
@@ -33,8 +38,8 @@ def parameter_counts(config) -> dict[str, int]:
 
 
 def flops_per_token(config, seq_len: int) -> int:
-    """Training FLOPs per token (see the module docstring)."""
-    attention = 6 * config.num_hidden_layers * seq_len * config.num_attention_heads * config.head_dim
+    """Training FLOPs per token the model computes (see the module docstring)."""
+    attention = 12 * config.num_hidden_layers * seq_len * config.num_attention_heads * config.head_dim
     return 6 * parameter_counts(config)["matmul"] + attention
 
 

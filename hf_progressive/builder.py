@@ -96,7 +96,12 @@ def _check_options(plan: FamilyPlan, paths: FamilyPaths, training: dict | None, 
         )
     for member in plan.members:  # every stage's Trainer options are checked before anything is written
         where = str(paths.stage(member.name))
-        stage_arguments(plan, member, where, state.num_processes, training, report_to=report_to)
+        args = stage_arguments(plan, member, where, state.num_processes, training, report_to=report_to)
+        if plan.recipe.optimizer.at_growth == "carry" and not args.optim.startswith("adamw_torch"):
+            raise RecipeError(
+                f"optim={args.optim!r}: optimizer.at_growth: carry maps AdamW moments; use optim adamw_torch "
+                "(or adamw_torch_fused), or optimizer.at_growth: reset."
+            )
     check_writable(paths.root)
 
 
@@ -181,7 +186,9 @@ class _StageRun:
         verified there), then loaded by every process; its plan is resolved on each process for `carry`."""
         parent_dir, grown_dir = self.paths.member(self.member.parent), self.paths.grown(self.member.name)
         sizes = {key: getattr(self.member.config, key) for key in SIZE_FIELDS}
-        args = GrowArguments(**sizes, method=self.member.method, seed=self.recipe.seed, overwrite=True)
+        args = GrowArguments(
+            **sizes, method=self.member.method, seed=self.recipe.seed, noise_std=self.spec.noise_std, overwrite=True
+        )
         if process_state().is_main_process and not (grown_dir / "config.json").is_file():
             grow_checkpoint(str(parent_dir), str(grown_dir), args, progress=False)
         process_state().wait_for_everyone()

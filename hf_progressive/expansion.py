@@ -169,7 +169,9 @@ def _carry_entry(key: str, state: dict[str, dict], plan: GrowthPlan) -> dict:
         entry[moment] = carry_tensor(key, lambda k, m=moment: state[k][m], plan, power)
     fresh = fresh_entries(key, plan)
     if any("fresh" in state[k] for k in source_keys(key, plan) if k is not None):  # still young in the parent
-        young = _gather_entries(key, lambda k: state[k].get("fresh", torch.zeros_like(state[k]["exp_avg"], dtype=torch.bool)), plan)
+        young = _gather_entries(
+            key, lambda k: state[k].get("fresh", torch.zeros_like(state[k]["exp_avg"], dtype=torch.bool)), plan
+        )
         fresh = fresh | young.bool().cpu()
     if bool(fresh.any()):
         for moment in ("exp_avg", "exp_avg_sq"):

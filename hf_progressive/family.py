@@ -32,7 +32,7 @@ class MemberPlan:
     flops_per_token: int
     stage_flops: float
     cumulative_flops: float
-    independent_flops: float  # 6ND-style cost of training this member alone on D_k
+    independent_flops: float  # FLOPs of training this member alone on D_k (flops_per_token * D_k)
     max_lr: float
 
 
@@ -156,7 +156,10 @@ def format_plan(plan: FamilyPlan) -> str:
             f"total FLOPs {_si(plan.total_flops)} vs {_si(plan.independent_total_flops)} to train every "
             f"member independently: saving {plan.saving:.1%}"
         )
-    lines.append("FLOPs per token = 6 * N_matmul + 6 * layers * seq_len * heads * head_dim (see budget.py)")
+    lines.append(
+        "FLOPs per token = 6 * N_matmul + 12 * layers * seq_len * heads * head_dim, as computed (see budget.py); "
+        "stage tokens follow the paper's 6ND rule"
+    )
     return "\n".join(lines)
 
 

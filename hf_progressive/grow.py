@@ -43,11 +43,11 @@ class GrowArguments:
         },
     )
     seed: int = field(default=0, metadata={"help": "Seeds every random choice and draw."})
-    noise_std: float = field(
-        default=0.0,
+    noise_std: float | None = field(
+        default=None,
         metadata={
-            "help": "Paired symmetry-breaking noise for copy-based width "
-            "operators, as a fraction of each tensor's std."
+            "help": "Paired symmetry-breaking noise for copy-based width operators, as a fraction of each tensor's "
+            "std (default: 0.01 for fpi, aki and hypercloning, 0 for function_preserving)."
         },
     )
     inserted_layers: list[int] | None = field(

@@ -53,7 +53,7 @@ class ProgressiveLlamaForCausalLM(LlamaForCausalLM):
         method: str = DEFAULT_WIDTH,
         seed: int = 0,
         *,
-        noise_std: float = 0.0,
+        noise_std: float | None = None,
         inserted_layers: list[int] | None = None,
         strict: bool = False,
         verify: bool = True,
@@ -68,7 +68,8 @@ class ProgressiveLlamaForCausalLM(LlamaForCausalLM):
             method (`str`, defaults to `"function_preserving"`): `"WIDTH"`, `"DEPTH"` or `"WIDTH+DEPTH"`; width is one
                 of function_preserving, fpi, aki, hypercloning and depth one of identity, interpolate, stack.
             seed (`int`): seeds every random choice and draw.
-            noise_std (`float`): paired symmetry-breaking noise for copy-based width operators (fraction of std).
+            noise_std (`float`, *optional*): paired symmetry-breaking noise for copy-based width operators (fraction of
+                each tensor's std); default: the operator's `plan.DEFAULT_NOISE_STD` (0.01 for copies, 0 otherwise).
             inserted_layers (`list[int]`, *optional*): positions of the new identity blocks (default: evenly spread).
             strict (`bool`): raise if a function-preserving growth moves the logits beyond the dtype's tolerance.
             verify (`bool`): compare both models on a probe batch and record it in `growth["preservation"]`.

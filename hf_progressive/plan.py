@@ -26,6 +26,10 @@ WIDTH_METHODS = {"function_preserving": "fresh", "fpi": "random", "aki": "random
 # depth operator -> docstring of `_layer_sources`
 DEPTH_METHODS = ("identity", "interpolate", "stack")
 DEFAULT_WIDTH, DEFAULT_DEPTH = "function_preserving", "identity"
+# default paired noise (a fraction of each tensor's std) by width operator: copies of a unit start identical and,
+# fed identical gradients, would stay identical forever; paired noise (HyperCloning) breaks the tie and keeps the
+# function exactly (it sums to zero over each group of copies). Fresh units need none.
+DEFAULT_NOISE_STD = {"function_preserving": 0.0, "fpi": 0.01, "aki": 0.01, "hypercloning": 0.01}
 PER_LAYER_AXES = ("q", "kv", "ffn")  # axes whose units belong to one layer (AKI sources their new units upstairs)
 # fields a growth must leave untouched (sizes grow, rms_norm_eps is derived by the plan)
 FIXED_FIELDS = ("vocab_size", "head_dim", "tie_word_embeddings", "attention_bias", "mlp_bias", "hidden_act")
@@ -195,11 +199,13 @@ class GrowthPlan:
         dst,
         method: str = DEFAULT_WIDTH,
         seed: int = 0,
-        noise_std: float = 0.0,
+        noise_std: float | None = None,
         inserted_layers: list[int] | None = None,
     ) -> "GrowthPlan":
-        """Resolve `method` ("WIDTH", "DEPTH" or "WIDTH+DEPTH") for growing `src` into `dst` (both LlamaConfigs)."""
+        """Resolve `method` ("WIDTH", "DEPTH" or "WIDTH+DEPTH") for growing `src` into `dst` (both LlamaConfigs);
+        `noise_std=None` takes the width operator's `DEFAULT_NOISE_STD`."""
         width, depth = parse_method(method)
+        noise_std = DEFAULT_NOISE_STD[width] if noise_std is None else noise_std
         validate_growth(src, axis_sizes(dst) | {"num_hidden_layers": dst.num_hidden_layers})
         _check_fixed_fields(src, dst)
         _check_options(width, depth, src, dst, noise_std, inserted_layers)
@@ -261,8 +267,8 @@ def _check_fixed_fields(src, dst) -> None:
 
 
 def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_layers: list[int] | None) -> None:
-    if not noise_std >= 0:
-        raise ExpansionError(f"noise_std={noise_std}: must be >= 0 (a fraction of each tensor's std).")
+    if not (isinstance(noise_std, int | float) and 0 <= noise_std < math.inf):
+        raise ExpansionError(f"noise_std={noise_std}: use a finite number >= 0 (a fraction of each tensor's std).")
     if noise_std and width == "function_preserving":
         raise ExpansionError("noise_std: only copy-based width operators (fpi, aki, hypercloning) use paired noise.")
     if width == "hypercloning":
@@ -294,4 +300,13 @@ def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_
             )
 
 
-__all__ = ["DEPTH_METHODS", "FRESH", "WIDTH_METHODS", "GrowthPlan", "IndexMap", "LayerSource", "parse_method"]
+__all__ = [
+    "DEFAULT_NOISE_STD",
+    "DEPTH_METHODS",
+    "FRESH",
+    "WIDTH_METHODS",
+    "GrowthPlan",
+    "IndexMap",
+    "LayerSource",
+    "parse_method",
+]

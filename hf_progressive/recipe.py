@@ -29,6 +29,7 @@ class MemberSpec:
     num_key_value_heads: int | None = None
     params: float | None = None
     method: str = "function_preserving+identity"
+    noise_std: float | None = None  # paired symmetry-breaking noise; default: plan.DEFAULT_NOISE_STD of the operator
     tokens_per_param: float | None = None  # overrides the recipe-wide multiple
     max_lr: float | None = None  # overrides the recipe-wide schedule
     train_inherited: str = "full"  # full | frozen | lora: how layers inherited from the parent train (peft_stage.py)
@@ -176,9 +177,19 @@ def _validate_member(k: int, member: MemberSpec) -> None:
             "every member needs tokens: use a positive value",
         )
     try:
-        parse_method(member.method)
+        width, _ = parse_method(member.method)
     except ExpansionError as error:
         raise RecipeError(f"members[{k}].method: {error}") from None
+    if member.noise_std is not None:
+        noise = member.noise_std
+        finite = isinstance(noise, int | float) and not isinstance(noise, bool) and 0 <= noise < float("inf")
+        _check(finite, f"members[{k}].noise_std", noise, "use a finite fraction >= 0 of each tensor's std")
+        _check(
+            noise == 0 or width != "function_preserving",
+            f"members[{k}].noise_std",
+            noise,
+            "function_preserving adds fresh units, not copies: remove noise_std or use fpi, aki or hypercloning",
+        )
     _check(
         member.train_inherited in ("full", "frozen", "lora"),
         f"members[{k}].train_inherited",

@@ -125,7 +125,7 @@ def expand_checkpoint(
     method: str = DEFAULT_WIDTH,
     seed: int = 0,
     *,
-    noise_std: float = 0.0,
+    noise_std: float | None = None,
     inserted_layers: list[int] | None = None,
     max_shard_size: str | int = "5GB",
     overwrite: bool = False,

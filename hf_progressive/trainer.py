@@ -97,7 +97,9 @@ class ProgressiveTrainer(Trainer):
         if self.carried_optimizer_state and self.optimizer is None:
             cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model if model is None else model)
             if cls is not torch.optim.AdamW:
-                raise ValueError(f"optimizer_at_growth='carry' maps AdamW moments; optim={self.args.optim!r} is not AdamW.")
+                raise ValueError(
+                    f"optimizer_at_growth='carry' maps AdamW moments; optim={self.args.optim!r} is not AdamW."
+                )
             self.optimizer_cls_and_kwargs = (GrownAdamW, kwargs)  # fresh entries bias-corrected by their own age
         optimizer = super().create_optimizer(model)
         if self.carried_optimizer_state:

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 from testing_utils import tiny_config
 from transformers import LlamaForCausalLM
 
@@ -91,9 +92,33 @@ def test_parameter_counts_match_the_model(overrides):
     assert counts["non_embedding"] == counts["total"] - tables
 
 
-def test_flops_per_token_formula():
+def test_matmul_parameters_leave_out_the_input_table():
     config = tiny_config()
-    matmul = parameter_counts(config)["matmul"]
-    attention = 6 * config.num_hidden_layers * 128 * config.num_attention_heads * config.head_dim
-    assert flops_per_token(config, 128) == 6 * matmul + attention
-    assert matmul == parameter_counts(config)["total"] - config.vocab_size * config.hidden_size
+    assert (
+        parameter_counts(config)["matmul"]
+        == parameter_counts(config)["total"] - config.vocab_size * config.hidden_size
+    )
+
+
+FLOP_SHAPES = [
+    # (id, config overrides, seq_len): attention from ~10% to ~60% of the count
+    ("tiny, gqa", {}, 32),
+    ("long context", {"hidden_size": 64, "num_attention_heads": 8, "num_key_value_heads": 8}, 256),
+    ("tied, wide ffn, 3 layers", {"tie_word_embeddings": True, "intermediate_size": 200, "num_hidden_layers": 3}, 64),
+]
+
+
+@pytest.mark.parametrize("overrides, seq_len", [pytest.param(o, t, id=i) for i, o, t in FLOP_SHAPES])
+def test_flops_per_token_match_what_torch_counts_for_a_training_step(overrides, seq_len):
+    """Oracle: torch's FlopCounterMode over one forward + backward with eager attention (every matmul it runs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = tiny_config(attn_implementation="eager", max_position_embeddings=seq_len, **overrides)
+    model = LlamaForCausalLM(config)
+    ids = torch.randint(0, config.vocab_size, (2, seq_len), generator=torch.Generator().manual_seed(0))
+    with FlopCounterMode(display=False) as counter:
+        model(ids, labels=ids).loss.backward()
+    measured = counter.get_total_flops() / ids.numel()
+    assert flops_per_token(config, seq_len) == pytest.approx(measured, rel=0.02)
+    attention = 12 * config.num_hidden_layers * seq_len * config.num_attention_heads * config.head_dim
+    assert measured - 6 * parameter_counts(config)["matmul"] > 0.9 * attention  # the attention term is really there

@@ -4,8 +4,9 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
-from testing_utils import STEPS, tiny_recipe
+from testing_utils import STEPS, tiny_recipe, tiny_recipe_data
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from hf_progressive.builder import build_family
@@ -149,3 +150,44 @@ def test_members_are_grown_by_streaming_once_not_in_memory(tmp_path, monkeypatch
     assert growth["parent"] == "m0-L1-H32" and growth["preservation"]["max_abs_logit_diff"] < 1e-4
     assert abs(second.first_step_loss - first.boundary_loss) <= 1e-3  # still function preserving
     assert not (tmp_path / "out" / "stages" / "m1-L2-H48" / "grown").exists()
+
+
+def _identical_copies(member_dir) -> dict[str, int]:
+    """{axis: (copy groups still bit-identical, copy groups)} in a grown member, for the q, ffn and hidden axes."""
+    growth = json.loads((member_dir / "growth.json").read_text())
+    weights = load_file(member_dir / "model.safetensors")
+    head_dim = growth["plan"]["dst_sizes"]["hidden_size"] // growth["plan"]["dst_sizes"]["num_attention_heads"]
+    probes = {  # axis -> (tensor, rows per unit, dim)
+        "q": ("model.layers.0.self_attn.q_proj.weight", head_dim, 0),
+        "ffn": ("model.layers.0.mlp.gate_proj.weight", 1, 0),
+        "hidden": ("model.embed_tokens.weight", 1, 1),
+    }
+    identical = {}
+    for axis, (key, per_unit, dim) in probes.items():
+        units = weights[key].movedim(dim, 0).unflatten(0, (-1, per_unit))
+        groups: dict[int, list[int]] = {}
+        for unit, source in enumerate(growth["plan"]["index_maps"][axis]):
+            groups.setdefault(source, []).append(unit)
+        copies = [g for g in groups.values() if len(g) > 1]
+        assert copies, axis  # the growth did make copies along this axis
+        same = sum(all(torch.equal(units[g[0]], units[u]) for u in g[1:]) for g in copies)
+        identical[axis] = (same, len(copies))
+    return identical
+
+
+@pytest.mark.parametrize("noise, stays_identical", [(None, False), (0.0, True)], ids=["default noise", "no noise"])
+def test_copy_based_growth_breaks_symmetry_by_default(tmp_path, noise, stays_identical):
+    """fpi copies units; without noise the copies get identical gradients and stay bit-identical however long they
+    train (the negative control); the default paired noise makes them diverge while keeping the function."""
+    data = tiny_recipe_data("fpi+identity")
+    doubled = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2)
+    data["members"][1] = {**data["members"][1], **doubled, "noise_std": noise}  # integer ratios: fpi preserves
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    ledger = build_family(load_recipe(str(path)), tmp_path / "out", max_steps=3)
+    member_dir = tmp_path / "out" / "members" / list(ledger.members)[1]
+    identical = _identical_copies(member_dir)
+    assert all(same == (groups if stays_identical else 0) for same, groups in identical.values()), identical
+    growth = json.loads((member_dir / "growth.json").read_text())
+    assert growth["plan"]["noise_std"] == (0.0 if noise == 0.0 else 0.01)
+    assert growth["preservation"]["max_abs_logit_diff"] < 1e-4  # the noise is paired: the function is kept

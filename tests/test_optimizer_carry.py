@@ -191,7 +191,9 @@ def test_per_copy_rule_on_the_maps(method, sizes):
     plan = _grow(small, method, sizes).growth_plan
     q_out, hidden = _unit_rows(plan, "q"), _unit_rows(plan, "hidden")
     for layer, source in enumerate(plan.layers):
-        for template, (out_rows, in_rows) in zip(PROBED, ((q_out, hidden), (hidden, _unit_rows(plan, "ffn")))):
+        for template, (out_rows, in_rows) in zip(
+            PROBED, ((q_out, hidden), (hidden, _unit_rows(plan, "ffn"))), strict=True
+        ):
             got = carry_tensor(template.format(layer), moments.__getitem__, plan)
             own, donor = moments[template.format(source.source)], moments[template.format(source.donor)]
             out_hidden = template.endswith("down_proj.weight")
@@ -230,7 +232,9 @@ def test_grown_adamw_state_round_trips_and_drops_the_mask_once_ages_agree():
     optimizer.step()
     twin.step()
     assert torch.equal(param.detach(), twin_param.detach())
-    assert torch.allclose(param.detach()[fresh].abs(), torch.full((2,), LR, dtype=torch.float64))  # a fresh AdamW's first step: lr
+    assert torch.allclose(
+        param.detach()[fresh].abs(), torch.full((2,), LR, dtype=torch.float64)
+    )  # a fresh AdamW's first step: lr
     steps = 1
     while "fresh" in optimizer.state[param]:
         optimizer.step()
