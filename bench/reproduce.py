@@ -1,19 +1,25 @@
 """Benchmark: the paper's headline comparison (Yano et al. 2025, Tables 1-3) at CPU scale on the shared Gutenberg
-corpus. One family of 4 members (each ~2x the previous), four arms built from the same recipe, seed and data order:
+corpus, made fair. One family of 4 members (each ~2x the previous), arms built from the same recipe and data order:
 
-    independent          every member from scratch on its own 2x-Chinchilla budget (size-adjusted max LR)
-    progressive_fixed_lr grown member to member, one max LR (the smallest member's) for every stage
-    progressive          grown member to member, max LR shrinking with size (the paper's recipe)
+    independent          every member from scratch on its own 2x-Chinchilla budget
+    progressive          grown member to member (function_preserving+identity, AdamW reset at growth)
     progressive_fixed_data  as progressive, unique data capped at the largest member's budget
+    progressive_carry    as progressive, AdamW moments carried through the growth (per-copy scaled)
+    progressive_fpi      as progressive, with fpi+identity (copies with paired noise) instead of fresh units
 
-For every arm: per-member validation loss, total FLOPs, FLOPs saving by budget and to reach equal loss, adjacent KL
-both ways, wall time; then the paper's targets checked, and report.md + PNGs written to the results folder.
+Every arm gets the same tuning: the max LR decays log-linearly with size from 4e-3 (the first member, identical in
+every arm) to `largest`, and `largest` is swept over the same grid for every `--tuned` arm and chosen per arm by the
+mean validation loss of its grown members (members 1-3) at seed 0. The best setting of each tuned arm then runs at
+`--seeds` seeds (model init and growth noise; the data order is fixed), and the `--variants` run at the progressive
+arm's chosen LR and the same seeds. Tables show means over seeds with their spread (min..max), and paired
+differences (same seed) with theirs. For every run: per-member validation loss, FLOPs, adjacent KL both ways.
 
-    python bench/reproduce.py                      # full: 40 tokens/param, ~47 min on 2 CPU cores
-    python bench/reproduce.py --quick              # same family, 8 tokens/param, ~11 min (make bench-quick)
+    python bench/reproduce.py --quick              # 8 tokens/param: grid of 3 x 2 arms, 3 seeds (~50 min)
+    python bench/reproduce.py --tuned progressive --variants progressive_carry,progressive_fpi --lr-grid 2.5e-3 \
+        --seeds 1                                  # 40 tokens/param: one setting, one seed per arm
 
-Arms run `--jobs` at a time as separate processes with one thread each (on 2 cores two one-thread runs train
-~1.3x more tokens per second than one two-thread run for models this small); every arm's wall time is its own.
+Runs go `--jobs` at a time as separate processes with one thread each (on 2 cores two one-thread runs train ~1.3x
+more tokens per second than one two-thread run for models this small); every run's wall time is its own.
 """
 
 import argparse
@@ -33,30 +39,17 @@ from hf_progressive.ledger import FamilyPaths, Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "gutenberg"
-ARMS = {  # name: (mode, LR rule, recipe overrides)
-    "independent": ("independent", "size", {}),
-    "progressive_fixed_lr": ("progressive", "fixed", {}),
-    "progressive": ("progressive", "size", {"lr": {"largest": 2.5e-3}}),
-    "progressive_fixed_data": ("progressive_fixed_data", "size", {"lr": {"largest": 2.5e-3}}),
+ARMS = {  # name: (mode, recipe overrides)
+    "independent": ("independent", {}),
+    "progressive": ("progressive", {}),
+    "progressive_fixed_data": ("progressive_fixed_data", {}),
+    "progressive_carry": ("progressive", {"optimizer": {"at_growth": "carry"}}),
+    "progressive_fpi": ("progressive", {"method": "fpi+identity"}),
 }
-DEFAULT_ARMS = list(ARMS)
-INVESTIGATIONS = {  # `--arms` may add these: what was tried when a target was missed (BENCHMARKS.md)
-    "progressive_carry": ("progressive", "size", {"optimizer": {"at_growth": "carry"}}),  # with largest 1.5e-3
-    "progressive_lr_1.5e-3": ("progressive", "size", {}),  # the independent members' LR rule
-    "progressive_lr_1.2e-3": ("progressive", "size", {"lr": {"largest": 1.2e-3}}),
-    "progressive_fixed_data_lr_1.2e-3": ("progressive_fixed_data", "size", {"lr": {"largest": 1.2e-3}}),
-    "progressive_lr_1e-3": ("progressive", "size", {"lr": {"largest": 1.0e-3}}),
-    "progressive_lr_7e-4": ("progressive", "size", {"lr": {"largest": 7.0e-4}}),
-    "progressive_lr_5e-4": ("progressive", "size", {"lr": {"largest": 5.0e-4}}),
-    "progressive_no_warmup": ("progressive", "size", {"lr": {"warmup_ratio": 0.0}}),
-}
-ARMS.update(INVESTIGATIONS)
+LR_GRID = (1.5e-3, 2.5e-3, 4.0e-3)  # lr.largest; 4e-3 = no decay with size
 # (hidden_size, num_hidden_layers, intermediate_size); head_dim 16, one kv head per query head, tied embeddings.
 SHAPES = [(32, 2, 88), (48, 2, 128), (64, 2, 176), (80, 3, 216)]
-# Max LR log-linear in size from `smallest` to `largest`: independent members 4e-3 -> 1.5e-3; grown stages
-# 4e-3 -> 2.5e-3, the highest decay with size that met every target in the full-budget LR sweep (BENCHMARKS.md:
-# a lower top LR gives lower adjacent KL but worse loss; 1.5e-3 and 1.2e-3 missed the loss target).
-LR = {"smallest": 4.0e-3, "largest": 1.5e-3}
+LR = {"smallest": 4.0e-3, "largest": 1.5e-3}  # `largest` is replaced by each run's grid value
 TARGETS = {"flops_ratio": 0.75, "loss_margin": 0.01}
 
 
@@ -91,28 +84,36 @@ def recipe_dict(data: Path, quick: bool, method: str = "function_preserving+iden
     }
 
 
-def arm_recipe(work: Path, arm: str):
-    """The recipe file of `arm` (the fixed-LR arm pins every member to the smallest member's max LR)."""
+def run_name(arm: str, largest: float, seed: int) -> str:
+    return f"{arm}-lr{largest:g}-s{seed}"
+
+
+def arm_recipe(work: Path, arm: str, largest: float, seed: int):
+    """The recipe file of one run: the arm's overrides, its max LR decay and its seed, reading the shared store."""
     from hf_progressive.recipe import load_recipe
 
     spec = yaml.safe_load((work / "recipe.yaml").read_text())
-    for key, value in ARMS[arm][2].items():
+    overrides = dict(ARMS[arm][1])
+    if "method" in overrides:
+        method = overrides.pop("method")
+        spec["members"] = [spec["members"][0]] + [{**m, "method": method} for m in spec["members"][1:]]
+    for key, value in overrides.items():
         spec[key] = {**spec[key], **value}
-    if ARMS[arm][1] == "fixed":
-        spec["lr"] = {**spec["lr"], "fixed": spec["lr"]["smallest"]}
+    spec["lr"] = {**spec["lr"], "largest": largest}
+    spec["seed"] = seed
     spec["data"] = {**spec.get("data", {}), "prepared": str(work / "data")}
-    path = work / f"{arm}.yaml"
+    path = work / f"{run_name(arm, largest, seed)}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return load_recipe(str(path))
 
 
-def run_arm(work: Path, arm: str) -> None:
-    """Build one arm (resumable) and measure its consistency; runs in its own process."""
+def run_arm(work: Path, arm: str, largest: float, seed: int) -> None:
+    """Build one run (resumable) and measure its consistency; runs in its own process."""
     from hf_progressive.builder import build_family
     from hf_progressive.report import family_consistency
 
-    out = work / arm  # every arm reads the one token store in work/data (data.prepared)
-    build_family(arm_recipe(work, arm), out, ARMS[arm][0])
+    out = work / run_name(arm, largest, seed)  # every run reads the one token store in work/data (data.prepared)
+    build_family(arm_recipe(work, arm, largest, seed), out, ARMS[arm][0])
     family_consistency(out, max_blocks=256)
 
 
@@ -120,60 +121,112 @@ def prepare(work: Path) -> None:
     """Train the BPE and pack the corpus once, into work/data."""
     from hf_progressive.token_store import prepare_store
 
-    prepare_store(arm_recipe(work, "progressive"), work / "data", overwrite=True)  # reused when already prepared
+    prepare_store(arm_recipe(work, "progressive", LR["largest"], 0), work / "data", overwrite=True)
 
 
-def launch(work: Path, arms: list[str], jobs: int, quick: bool) -> dict[str, float]:
-    """Run the arms `jobs` at a time in the given order (independent, the longest, first by default), each in its own
-    process (one thread when jobs > 1); returns wall seconds each, also merged into work/walls.json."""
+def launch(work: Path, runs: list[tuple[str, float, int]], jobs: int, quick: bool) -> dict[str, float]:
+    """Build `runs` (arm, largest, seed) `jobs` at a time, each in its own process (one thread when jobs > 1); a run
+    already built is skipped. Returns wall seconds per run, also merged into work/walls.json."""
     env = {**os.environ, "OMP_NUM_THREADS": "1" if jobs > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
+    done = read_json(work / "walls.json") or {}
 
-    def one(arm: str) -> tuple[str, float]:
-        start = time.perf_counter()
-        command = [sys.executable, __file__, "--work", str(work), "--arm", arm] + (["--quick"] if quick else [])
-        with open(work / f"{arm}.log", "w") as log:
+    def one(run: tuple[str, float, int]) -> tuple[str, float]:
+        name, start = run_name(*run), time.perf_counter()
+        if name in done:
+            return name, done[name]
+        arm, largest, seed = run
+        command = [sys.executable, __file__, "--work", str(work), "--arm", arm, "--lr-grid", str(largest)]
+        command += ["--seed", str(seed)] + (["--quick"] if quick else [])
+        with open(work / f"{name}.log", "w") as log:
             rc = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
         if rc:
-            raise SystemExit(f"arm {arm} failed (exit {rc}); see {work / f'{arm}.log'}")
-        print(f"  {arm}: done in {time.perf_counter() - start:.0f} s", flush=True)
-        return arm, time.perf_counter() - start
+            raise SystemExit(f"run {name} failed (exit {rc}); see {work / f'{name}.log'}")
+        print(f"  {name}: done in {time.perf_counter() - start:.0f} s", flush=True)
+        return name, time.perf_counter() - start
 
     with ThreadPoolExecutor(jobs) as pool:
-        walls = dict(pool.map(one, arms))
+        walls = dict(pool.map(one, runs))
     (work / "walls.json").write_text(json.dumps({**(read_json(work / "walls.json") or {}), **walls}, indent=1))
     return walls
 
 
-def summarize(work: Path, arms: list[str]) -> dict:
-    """Per arm: member losses, FLOPs, savings (budget and equal loss), adjacent KL and wall time."""
-    from hf_progressive.report import equal_loss_savings
+def run_summary(out: Path) -> dict:
+    """One built run: member losses, FLOPs, adjacent KL and wall time."""
+    ledger = Ledger.read(out)
+    kl = json.loads(FamilyPaths(out).consistency.read_text())
+    names = list(ledger.members)
+    adjacent = [p for p in kl["pairs"] if names.index(p["b"]) == names.index(p["a"]) + 1]
+    return {
+        "val_loss": {n: r.val_loss for n, r in ledger.members.items()},
+        "flops": ledger.totals["flops"],
+        "adjacent_kl": [
+            {"pair": f"{p['a']}-{p['b']}", "small_big": p["kl_a_b"], "big_small": p["kl_b_a"], "mean": p["kl_mean"]}
+            for p in adjacent
+        ],
+        "mean_adjacent_kl": sum(p["kl_mean"] for p in adjacent) / len(adjacent),
+        "wall_time_s": ledger.totals["wall_time_s"],
+    }
 
-    base = Ledger.read(work / "independent")
+
+def grown_mean(row: dict) -> float:
+    """The tuning criterion: mean validation loss of the grown members (all but the first, identical in every arm)."""
+    losses = list(row["val_loss"].values())[1:]
+    return sum(losses) / len(losses)
+
+
+def best_lr(runs: dict[tuple[str, float, int], dict], arm: str) -> float:
+    """The grid value with the lowest `grown_mean` for `arm` at seed 0."""
+    tried = {largest: row for (a, largest, seed), row in runs.items() if a == arm and seed == 0}
+    return min(tried, key=lambda largest: grown_mean(tried[largest]))
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def aggregate(runs: dict[tuple[str, float, int], dict], chosen: dict[str, float]) -> dict:
+    """Per arm at its chosen LR: the seed-mean row (`val_loss`, `flops`, `mean_adjacent_kl`, ... as `check_targets`
+    and `markdown` read it) plus `spread` (min..max over seeds) and `paired` differences against independent."""
+    base = {seed: row for (a, largest, seed), row in runs.items() if a == "independent" and largest == chosen[a]}
     summary = {}
-    for arm in arms:
-        ledger = Ledger.read(work / arm)
-        kl = json.loads(FamilyPaths(work / arm).consistency.read_text())
-        names = list(ledger.members)
-        adjacent = [p for p in kl["pairs"] if names.index(p["b"]) == names.index(p["a"]) + 1]
+    for arm, largest in chosen.items():
+        rows = {seed: row for (a, lr, seed), row in runs.items() if a == arm and lr == largest}
+        names = list(next(iter(rows.values()))["val_loss"])
+        loss = {n: _spread([r["val_loss"][n] for r in rows.values()]) for n in names}
+        kl = _spread([r["mean_adjacent_kl"] for r in rows.values()])
+        pairs = [p["pair"] for p in next(iter(rows.values()))["adjacent_kl"]]
         summary[arm] = {
-            "val_loss": {n: r.val_loss for n, r in ledger.members.items()},
-            "flops": ledger.totals["flops"],
-            "flops_ratio": ledger.totals["flops"] / base.totals["flops"],
-            "equal_loss": equal_loss_savings(work / arm, work / "independent") if arm != "independent" else [],
-            "adjacent_kl": [
-                {
-                    "pair": f"{p['a']}-{p['b']}",
-                    "small_big": p["kl_a_b"],
-                    "big_small": p["kl_b_a"],
-                    "mean": p["kl_mean"],
-                }
-                for p in adjacent
-            ],
-            "mean_adjacent_kl": sum(p["kl_mean"] for p in adjacent) / len(adjacent),
-            "wall_time_s": ledger.totals["wall_time_s"],
-            "data_passes": max(r.data_passes for r in ledger.members.values()),
-        }
+            "largest": largest,
+            "seeds": sorted(rows),
+            "val_loss": {n: s["mean"] for n, s in loss.items()},
+            "spread": {"val_loss": loss, "mean_adjacent_kl": kl},
+            "flops": rows[min(rows)]["flops"],
+            "flops_ratio": rows[min(rows)]["flops"] / base[min(base)]["flops"],
+            "equal_loss": [],
+            "adjacent_kl": [_mean_pair(rows, i, p) for i, p in enumerate(pairs)],
+            "mean_adjacent_kl": kl["mean"],
+            "wall_time_s": _spread([r["wall_time_s"] for r in rows.values()])["mean"],
+            "paired": {n: _spread([rows[s]["val_loss"][n] - base[s]["val_loss"][n] for s in rows if s in base])
+                       for n in names} if arm != "independent" else {},
+        }  # fmt: skip
     return summary
+
+
+def _mean_pair(rows: dict, i: int, pair: str) -> dict:
+    values = [r["adjacent_kl"][i] for r in rows.values()]
+    mean = {k: sum(v[k] for v in values) / len(values) for k in ("small_big", "big_small", "mean")}
+    return {"pair": pair, **mean}
+
+
+def paired_difference(runs: dict, a: tuple[str, float], b: tuple[str, float]) -> dict:
+    """Per member, run a minus run b at the same seed: mean and min..max over the seeds both have."""
+    left = {seed: row for (arm, lr, seed), row in runs.items() if (arm, lr) == a}
+    right = {seed: row for (arm, lr, seed), row in runs.items() if (arm, lr) == b}
+    seeds = sorted(set(left) & set(right))
+    names = list(left[seeds[0]]["val_loss"])
+    out = {n: _spread([left[s]["val_loss"][n] - right[s]["val_loss"][n] for s in seeds]) for n in names}
+    out["mean_adjacent_kl"] = _spread([left[s]["mean_adjacent_kl"] - right[s]["mean_adjacent_kl"] for s in seeds])
+    return out
 
 
 def check_targets(summary: dict) -> dict[str, dict]:
@@ -197,31 +250,34 @@ def check_targets(summary: dict) -> dict[str, dict]:
     return checks
 
 
+def _cell(spread: dict, sign: bool = False) -> str:
+    fmt = "{:+.4f}" if sign else "{:.4f}"
+    if spread["n"] == 1:
+        return fmt.format(spread["mean"])
+    return f"{fmt.format(spread['mean'])} ({fmt.format(spread['min'])}..{fmt.format(spread['max'])})"
+
+
 def markdown(summary: dict, checks: dict, walls: dict[str, float]) -> str:
-    """The tables BENCHMARKS.md quotes."""
+    """The tables BENCHMARKS.md quotes: per arm at its chosen LR, seed means with min..max, paired differences
+    against independent, adjacent KL and the targets."""
     names = list(summary["independent"]["val_loss"])
-    lines = ["| arm | " + " | ".join(f"{n} val" for n in names) + " | total FLOPs | x indep | train s | process s |"]
-    lines.append("| --- |" + " ---: |" * (len(names) + 4))
+    lines = ["| arm (lr.largest, seeds) | " + " | ".join(f"{n} val" for n in names) + " | x indep FLOPs | train s |"]
+    lines.append("| --- |" + " ---: |" * (len(names) + 2))
     for arm, row in summary.items():
-        losses = " | ".join(f"{row['val_loss'][n]:.4f}" for n in names)
-        process = f"{walls[arm]:.0f}" if arm in walls else "-"
-        cells = f"{row['flops']:.3e} | {row['flops_ratio']:.3f} | {row['wall_time_s']:.0f} | {process}"
-        lines.append(f"| {arm} | {losses} | {cells} |")
-    lines += ["", "| arm | " + " | ".join(f"{n} FLOPs to equal loss (saving)" for n in names[1:]) + " |"]
-    lines.append("| --- |" + " ---: |" * (len(names) - 1))
+        losses = " | ".join(_cell(row["spread"]["val_loss"][n]) for n in names)
+        label = f"{arm} ({row['largest']:g}, {len(row['seeds'])})"
+        lines.append(f"| {label} | {losses} | {row['flops_ratio']:.3f} | {row['wall_time_s']:.0f} |")
+    lines += ["", "| arm − independent, same seed | " + " | ".join(names) + " |"]
+    lines.append("| --- |" + " ---: |" * len(names))
     for arm, row in summary.items():
-        if row["equal_loss"]:
-            cells = [
-                "not reached" if e["saving"] is None else f"{e['flops_to_target']:.3g} ({e['saving']:.1%})"
-                for e in row["equal_loss"][1:]
-            ]
-            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        if row["paired"]:
+            lines.append(f"| {arm} | " + " | ".join(_cell(row["paired"][n], sign=True) for n in names) + " |")
     pairs = [p["pair"] for p in summary["independent"]["adjacent_kl"]]
     lines += ["", "| arm | " + " | ".join(f"KL {p} (small→big / big→small)" for p in pairs) + " | mean |"]
     lines.append("| --- |" + " ---: |" * (len(pairs) + 1))
     for arm, row in summary.items():
         cells = [f"{p['small_big']:.4f} / {p['big_small']:.4f}" for p in row["adjacent_kl"]]
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {row['mean_adjacent_kl']:.4f} |")
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {_cell(row['spread']['mean_adjacent_kl'])} |")
     lines += ["", "| arm | FLOPs <= 0.75x | every loss <= indep + 0.01 | mean adjacent KL < indep |"]
     lines.append("| --- | --- | --- | --- |")
     for arm, check in checks.items():
@@ -230,47 +286,101 @@ def markdown(summary: dict, checks: dict, walls: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def grid_markdown(runs: dict, chosen: dict[str, float]) -> str:
+    """The LR sweep: every tuned arm's grown-member mean validation loss per grid value (seed 0)."""
+    arms = [a for a in chosen if any(arm == a and seed == 0 for arm, _, seed in runs)]
+    grid = sorted({lr for arm, lr, seed in runs if seed == 0 and arm in arms})
+    lines = [
+        "| arm | " + " | ".join(f"largest {lr:g}" for lr in grid) + " | chosen |",
+        "| --- |" + " ---: |" * (len(grid) + 1),
+    ]
+    for arm in arms:
+        cells = [f"{grown_mean(runs[(arm, lr, 0)]):.4f}" if (arm, lr, 0) in runs else "-" for lr in grid]
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {chosen[arm]:g} |")
+    return "\n".join(lines)
+
+
+def variants_markdown(runs: dict, chosen: dict[str, float], variants: list[str]) -> str:
+    """Each variant minus the progressive arm at the same LR and seed (mean, min..max over seeds)."""
+    names = list(next(iter(runs.values()))["val_loss"])
+    lines = ["| variant − progressive, same seed | " + " | ".join(names) + " | mean adjacent KL |"]
+    lines.append("| --- |" + " ---: |" * (len(names) + 1))
+    for arm in variants:
+        diff = paired_difference(runs, (arm, chosen[arm]), ("progressive", chosen["progressive"]))
+        cells = [_cell(diff[n], sign=True) for n in names] + [_cell(diff["mean_adjacent_kl"], sign=True)]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v]
+
+
+def _arms(text: str) -> list[str]:
+    arms = [a for a in text.split(",") if a]
+    if set(arms) - set(ARMS):
+        raise SystemExit(f"unknown arm in {text!r}: choose among {', '.join(ARMS)}")
+    return arms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=None, help="build folder (default /tmp/hfp-reproduce[-quick])")
     parser.add_argument("--results", type=Path, default=None, help="tables + PNGs (default bench/results/...)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder with train.jsonl and validation.jsonl")
-    parser.add_argument("--quick", action="store_true", help="8 tokens per parameter instead of 40 (~11 min)")
-    parser.add_argument("--jobs", type=int, default=2, help="arms built at once (one thread each when > 1)")
-    parser.add_argument("--arms", default=",".join(DEFAULT_ARMS), help="comma-separated, among " + ", ".join(ARMS))
-    parser.add_argument("--report-only", action="store_true", help="re-summarize arms already built in --work")
-    parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: build one arm in this process
+    parser.add_argument("--quick", action="store_true", help="8 tokens per parameter instead of 40")
+    parser.add_argument("--jobs", type=int, default=2, help="runs built at once (one thread each when > 1)")
+    parser.add_argument("--tuned", default="independent,progressive", help="arms swept over --lr-grid")
+    parser.add_argument("--variants", default="progressive_carry,progressive_fpi", help="arms at progressive's LR")
+    parser.add_argument("--lr-grid", default=",".join(f"{v:g}" for v in LR_GRID), help="lr.largest values")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds for each chosen setting (the grid runs seed 0)")
+    parser.add_argument("--report-only", action="store_true", help="re-summarize runs already built in --work")
+    parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: build one run in this process
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     suffix = "-quick" if args.quick else ""
-    work = args.work or Path(f"/tmp/hfp-reproduce{suffix}")
+    work, grid = args.work or Path(f"/tmp/hfp-reproduce{suffix}"), _floats(args.lr_grid)
     if args.arm:
-        return run_arm(work, args.arm)
-    arms = [a for a in args.arms.split(",") if a]
-    if "independent" not in arms or set(arms) - set(ARMS):
-        raise SystemExit(f"--arms={args.arms}: choose among {', '.join(ARMS)}, independent included (the baseline).")
+        return run_arm(work, args.arm, grid[0], args.seed)
+    tuned, variants = _arms(args.tuned), _arms(args.variants)
+    if "independent" not in tuned or "progressive" not in tuned:
+        raise SystemExit("--tuned must include independent (the baseline) and progressive (the variants' reference).")
     results = args.results or ROOT / "bench" / "results" / f"reproduce{suffix}"
+    results.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     (work / "recipe.yaml").write_text(yaml.safe_dump(recipe_dict(args.data, args.quick), sort_keys=False))
     start = time.perf_counter()
-    if args.report_only:
-        walls = read_json(work / "walls.json") or {}
-    else:
+    build = (lambda runs: {}) if args.report_only else (lambda runs: launch(work, runs, args.jobs, args.quick))
+    if not args.report_only:
         prepare(work)
-        print(f"data ready in {time.perf_counter() - start:.0f} s; building {len(arms)} arms, {args.jobs} at a time")
-        walls = launch(work, arms, args.jobs, args.quick)
-    summary = summarize(work, arms)
+        print(f"data ready in {time.perf_counter() - start:.0f} s", flush=True)
+    build([(arm, lr, 0) for lr in grid for arm in tuned])
+    runs = {(arm, lr, 0): run_summary(work / run_name(arm, lr, 0)) for lr in grid for arm in tuned}
+    chosen = {arm: best_lr(runs, arm) for arm in tuned} | {arm: best_lr(runs, "progressive") for arm in variants}
+    later = [(arm, chosen[arm], seed) for seed in range(args.seeds) for arm in tuned + variants]
+    build([run for run in later if run not in runs])
+    runs |= {run: run_summary(work / run_name(*run)) for run in later}
+    summary = aggregate(runs, chosen)
     checks = check_targets(summary)
     from hf_progressive.report import write_report
 
-    others = [work / a for a in arms if a not in ("independent", "progressive")]
-    write_report(work / "progressive", baseline=work / "independent", others=others, report_dir=results)
-    table = markdown(summary, checks, walls)
+    best = {arm: work / run_name(arm, chosen[arm], 0) for arm in chosen}
+    others = [path for arm, path in best.items() if arm not in ("independent", "progressive")]
+    write_report(best["progressive"], baseline=best["independent"], others=others, report_dir=results)
+    walls = read_json(work / "walls.json") or {}
+    tables = [markdown(summary, checks, walls), grid_markdown(runs, chosen)]
+    if variants:
+        tables.append(variants_markdown(runs, chosen, variants))
     total = time.perf_counter() - start
-    if args.report_only:  # keep the whole-run time of the build that made the arms
+    if args.report_only:  # keep the whole-run time of the build that made the runs
         total = (read_json(results / "results.json") or {"total_s": 0.0})["total_s"]
-    (results / "results.json").write_text(json.dumps({"summary": summary, "walls": walls, "total_s": total}, indent=1))
-    (results / "results.md").write_text(table + f"\n\nwhole run: {total / 60:.1f} min\n")
-    print(table, f"\nwhole run: {total / 60:.1f} min; report and plots in {results}", sep="\n")
+    serial = {run_name(*run): row for run, row in runs.items()}
+    (results / "results.json").write_text(
+        json.dumps({"summary": summary, "runs": serial, "chosen": chosen, "walls": walls, "total_s": total}, indent=1)
+    )
+    text = "\n\n".join(tables)
+    (results / "results.md").write_text(text + f"\n\nwhole run: {total / 60:.1f} min\n")
+    print(text, f"\nwhole run: {total / 60:.1f} min; report and plots in {results}", sep="\n")
 
 
 if __name__ == "__main__":

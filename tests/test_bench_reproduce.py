@@ -31,19 +31,39 @@ def test_reproduction_recipe_is_a_family_of_doubling_members(tmp_path, quick):
     assert lrs == sorted(lrs, reverse=True) and lrs[0] > lrs[-1]
 
 
-def _summary(kl: float, loss_delta: float, ratio: float) -> dict:
-    def row(delta, kl_mean, flops_ratio):
-        return {
-            "val_loss": {"m0": 5.0, "m1": 4.5 + delta},
-            "flops": flops_ratio * 1e12,
-            "flops_ratio": flops_ratio,
-            "equal_loss": [],
-            "adjacent_kl": [{"pair": "m0-m1", "small_big": kl_mean, "big_small": kl_mean, "mean": kl_mean}],
-            "mean_adjacent_kl": kl_mean,
-            "wall_time_s": 1.0,
-        }
+def _run(delta: float, kl_mean: float, flops: float) -> dict:
+    return {
+        "val_loss": {"m0": 5.0, "m1": 4.5 + delta},
+        "flops": flops,
+        "adjacent_kl": [{"pair": "m0-m1", "small_big": kl_mean, "big_small": kl_mean, "mean": kl_mean}],
+        "mean_adjacent_kl": kl_mean,
+        "wall_time_s": 1.0,
+    }
 
-    return {"independent": row(0.0, 0.3, 1.0), "progressive": row(loss_delta, kl, ratio)}
+
+def _summary(kl: float, loss_delta: float, ratio: float) -> dict:
+    """Two seeds per arm at the chosen LR (seed 1 shifted by 0.01 in both arms), plus a worse grid point."""
+    runs = {
+        ("independent", 1.5e-3, 0): _run(0.0, 0.3, 1e12),
+        ("independent", 1.5e-3, 1): _run(0.01, 0.3, 1e12),
+        ("independent", 4e-3, 0): _run(0.5, 0.3, 1e12),
+        ("progressive", 2.5e-3, 0): _run(loss_delta, kl, ratio * 1e12),
+        ("progressive", 2.5e-3, 1): _run(loss_delta + 0.01, kl, ratio * 1e12),
+        ("progressive", 4e-3, 0): _run(loss_delta + 0.2, kl, ratio * 1e12),
+    }
+    chosen = {arm: reproduce.best_lr(runs, arm) for arm in ("independent", "progressive")}
+    assert chosen == {"independent": 1.5e-3, "progressive": 2.5e-3}  # each arm's own best grid value
+    return reproduce.aggregate(runs, chosen)
+
+
+def test_aggregate_reports_seed_spread_and_paired_differences():
+    summary = _summary(kl=0.2, loss_delta=-0.05, ratio=0.7)
+    row = summary["progressive"]
+    assert row["seeds"] == [0, 1] and row["val_loss"]["m1"] == pytest.approx(4.5 - 0.05 + 0.005)
+    assert row["spread"]["val_loss"]["m1"]["max"] - row["spread"]["val_loss"]["m1"]["min"] == pytest.approx(0.01)
+    assert row["paired"]["m1"]["min"] == pytest.approx(-0.05) and row["paired"]["m1"]["max"] == pytest.approx(-0.05)
+    table = reproduce.markdown(summary, reproduce.check_targets(summary), {})
+    assert "4.4550 (4.4500..4.4600)" in table and "-0.0500" in table
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """The AdamW state a grown model inherits (`optimizer.at_growth: carry`), checked against independent oracles in
 float64: the grown model's own autograd gradient, and the parent's own AdamW step on the same batch.
 
-- Function-preserving growths: with the parent's moments set from its gradient on a batch, the carried `exp_avg` of
-  every copied entry equals the grown model's true gradient on that batch and `exp_avg_sq` its square (1e-6).
+- Function-preserving growths (without paired noise, which by design makes the copies' gradients differ): with the
+  parent's moments set from its gradient on a batch, the carried `exp_avg` of every copied entry equals the grown
+  model's true gradient on that batch and `exp_avg_sq` its square (1e-6).
 - First post-growth step: copied entries move exactly as the parent's AdamW moved their source; fresh entries move at
   most `lr`, also with beta2 = 0.999 after 1,000 parent steps (plain AdamW with zero fresh moments does not).
 - Operators that do not preserve the function (interpolate, stack, aki): the same per-copy rule, on the maps."""
@@ -49,7 +50,7 @@ def _gradients(model, ids) -> dict[str, torch.Tensor]:
 
 def _grow(small, method, sizes):
     config = ProgressiveLlamaConfig.from_smaller(small.config, **sizes)
-    return ProgressiveLlamaForCausalLM.from_smaller(small, config, method=method, seed=1, verify=False)
+    return ProgressiveLlamaForCausalLM.from_smaller(small, config, method=method, seed=1, noise_std=0.0, verify=False)
 
 
 def _largest(values: torch.Tensor) -> float:
