@@ -9,6 +9,7 @@ HfArgumentParser), calls one library function and prints. No library logic lives
 Bad input (a non-Llama checkpoint, a shrinking size, an unknown flag, a non-empty DST, ...) exits 2 with one line on
 stderr and writes nothing; a write that fails mid-run (a full disk) exits 1 with one line, finished work kept."""
 
+import difflib
 import errno
 import sys
 import tempfile
@@ -34,10 +35,25 @@ from .grow import GrowArguments, format_growth, grow_checkpoint
 from .ledger import FamilyPaths, Ledger
 
 
+class UsageError(HfProgressiveError):
+    """A command line argparse refused (unknown or malformed option): printed as one line, exit 2."""
+
+
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose errors are one line (with the closest known option), not usage + message."""
+
+    def error(self, message: str):
+        unknown = [word for word in message.split() if word.startswith("--")]
+        known = [option for action in self._actions for option in action.option_strings]
+        close = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(f"{message}{hint}; see {self.prog} --help")
+
+
 def _parse(prog: str, arguments, argv: list[str], positionals=(), description: str | None = None) -> tuple:
-    """Parse `argv` into the dataclass `arguments` plus positionals `(name, help, nargs)`; an unknown option is an
-    argparse error (usage + one line, exit 2), never a traceback."""
-    parser = HfArgumentParser(arguments, prog=f"hf-progressive {prog}", description=description)
+    """Parse `argv` into the dataclass `arguments` plus positionals `(name, help, nargs)`; an unknown option is one
+    line (exit 2), never a traceback or a usage block."""
+    parser = _Parser(arguments, prog=f"hf-progressive {prog}", description=description)
     for name, help, nargs in positionals:
         parser.add_argument(name, help=help, nargs=nargs)
     *parsed, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
@@ -220,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[argv[0]][0](argv[1:])
-    except SystemExit as done:  # argparse: --help (0) or a usage error (2, already printed in one line)
+    except SystemExit as done:  # argparse: --help (0)
         return done.code if isinstance(done.code, int) else 2
+    except KeyboardInterrupt:
+        print(f"hf-progressive {argv[0]}: interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
     except HfProgressiveError as error:
         print(f"hf-progressive {argv[0]}: error: {error}", file=sys.stderr)
         return 2

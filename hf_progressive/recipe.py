@@ -2,6 +2,9 @@
 the value and the fix. Shipped recipes live in hf_progressive/recipes/*.yaml (`--recipe tiny` finds them)."""
 
 import dataclasses
+import math
+import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,6 +289,8 @@ def _from_dict(cls, data, where: str):
             if not isinstance(value, list):
                 raise RecipeError(f"members: expected a list of members, got {type(value).__name__}.")
             value = [_from_dict(MemberSpec, item, f"members[{i}]") for i, item in enumerate(value)]
+        elif key not in ("source", "text"):
+            value = _coerce(value, kind, path)
         kwargs[key] = value
     missing = [
         f.name
@@ -297,6 +302,53 @@ def _from_dict(cls, data, where: str):
     return cls(**kwargs)
 
 
+SCALARS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", dict: "a mapping"}
+
+
+def _coerce(value, kind, path: str):
+    """`value` as the field's annotated type, or a one-line RecipeError naming the field, the value and the type.
+    Integers are accepted for floats and integral floats (1e6) for integers; booleans are never numbers; floats
+    must be finite."""
+    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        done, coerced = _as(value, option)
+        if done:
+            return coerced
+    wanted = " or ".join(
+        SCALARS.get(typing.get_origin(o) or o, "a list of strings") for o in options if o is not type(None)
+    )
+    raise RecipeError(f"{path}: expected {wanted}, got {value!r}.")
+
+
+def _as(value, kind) -> tuple[bool, object]:
+    origin = typing.get_origin(kind) or kind
+    if isinstance(value, bool):
+        return origin is bool, value
+    if origin is int and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return True, int(value)
+    if origin is float and isinstance(value, int | float):
+        return math.isfinite(value), value  # an int stays as written (messages quote the YAML)
+    if origin is list:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value), value
+    return isinstance(value, origin), value
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML (YAML 1.1) reads 3e-3 and 1e6 as strings; users mean numbers (YAML 1.2 agrees)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$|"
+        + r"^[-+]?(?:[0-9][0-9_]*)\.[0-9_]*$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+
+
 def load_recipe(name_or_path: str, **overrides) -> Recipe:
     """A shipped recipe by name (`tiny`) or a YAML file; `overrides` replace top-level fields (e.g. mode)."""
     path = Path(name_or_path)
@@ -305,11 +357,17 @@ def load_recipe(name_or_path: str, **overrides) -> Recipe:
     if not path.is_file():
         shipped = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
         raise RecipeError(f"recipe {name_or_path!r}: no such file and no shipped recipe (shipped: {shipped}).")
-    text = path.read_text()
     try:
-        data = yaml.safe_load(text) or {}
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_Loader) or {}
+    except UnicodeDecodeError as error:
+        raise RecipeError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8."
+        ) from None
     except yaml.YAMLError as error:
         raise RecipeError(f"{path}: not valid YAML ({str(error).splitlines()[0]}).") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping (name:, members:, ...), not a {type(data).__name__}.")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}, "source": str(path), "text": text}
     return _from_dict(Recipe, data, "")
 
