@@ -3,6 +3,7 @@ on exactly its token window with a fresh `ProgressiveTrainer`, evaluate, save it
 in OUT/members/<name>/, and record it in the ledger (ledger.py owns OUT's layout and family.json). Rerunning the same
 command resumes: finished members are skipped and the current stage continues from its last Trainer checkpoint."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from .errors import CheckpointError, RecipeError
 from .expansion import carry_state_dict
 from .family import FamilyPlan, MemberPlan, plan_family
 from .grow import GrowArguments, grow_checkpoint, plan_growth
-from .ledger import FamilyPaths, Ledger, MemberRecord
+from .ledger import FamilyPaths, Ledger, MemberRecord, build_lock, check_out
 from .modeling_llama import GROWTH_FILE, ProgressiveLlamaForCausalLM
 from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from .pretrained import load_pretrained
@@ -61,17 +62,27 @@ def build_family(
     paths, state = FamilyPaths(out), process_state()
     plan = plan_family(recipe, mode, max_steps)
     _check_options(plan, paths, training, report_to, until)
+    with build_lock(paths.root) if state.is_main_process else contextlib.nullcontext():
+        return _build(plan, paths, max_steps, data, until, (report_to, callbacks or [], training))
+
+
+def _build(plan: FamilyPlan, paths: FamilyPaths, max_steps, data, until, stage_options) -> Ledger:
+    """The stage loop, under OUT's lock. The ledger (the build's identity) is on disk before any stage writes."""
+    state = process_state()
     ledger = _open_ledger(paths, plan, max_steps)
     if state.is_main_process:  # temp dirs of member saves that a kill interrupted
         for stale in paths.members.glob(".*.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
-    tokenizer, store = family_store(recipe, plan, paths, data)
+    tokenizer, store = family_store(plan.recipe, plan, paths, data)  # the store carries its own identity
     ledger.data["store"] = paths.relative(store.path)
+    if state.is_main_process:
+        ledger.write(paths.root)
+    state.wait_for_everyone()
     blocks, validation = store.train, [{"input_ids": ids, "labels": ids} for ids in as_ids(store.validation)]
     for member in plan.members[: _last_index(plan, until) + 1]:
         if member.name in ledger.members and paths.is_saved(member.name):
             continue  # the next stage grows from its saved folder
-        stage = _StageRun(plan, member, paths, report_to, callbacks or [], training)
+        stage = _StageRun(plan, member, paths, *stage_options)
         record = stage.run(tokenizer, blocks, validation)
         if state.is_main_process:
             ledger.add(member.name, record)
@@ -86,7 +97,9 @@ def build_family(
 def _check_options(plan: FamilyPlan, paths: FamilyPaths, training: dict | None, report_to, until) -> None:
     """Everything about the run's options that can fail, before anything is written."""
     state = process_state()
+    check_out(paths.root)
     check_training_keys(training or {}, "--training")
+    _check_report_to(report_to)
     _last_index(plan, until)
     backend = sharded_backend(plan.recipe, training)
     if backend and plan.recipe.optimizer.at_growth == "carry":
@@ -315,18 +328,37 @@ class _Clock(TrainerCallback):
 
 
 def _open_ledger(paths: FamilyPaths, plan: FamilyPlan, max_steps: int | None) -> Ledger:
-    """The ledger to continue: refuse to mix two different families in one OUT."""
+    """The ledger to continue. Another recipe, or another request with finished members, is refused; another request
+    of this recipe that finished no member (a smoke run stopped early) left only stale stage checkpoints, which the
+    main process removes before starting over (the token store checks its own identity)."""
     fresh = Ledger.for_plan(plan, max_steps)
     if not paths.ledger.is_file():
         return fresh
     ledger = Ledger.read(paths.root)
     key = ledger.identity_mismatch(fresh)
-    if key is not None:
+    if key is None:
+        return ledger
+    if ledger.members or key == "recipe":
         raise CheckpointError(
             f"{paths.root}: holds a family built with another {key} ({getattr(ledger, key)!r:.60}); "
             "use a new --out, or delete it to start over."
         )
-    return ledger
+    if process_state().is_main_process:
+        logger.warning(f"{paths.root}: an unfinished build with another {key} (no member done); starting over")
+        shutil.rmtree(paths.stages, ignore_errors=True)
+    process_state().wait_for_everyone()
+    return fresh
+
+
+def _check_report_to(report_to) -> None:
+    """An unknown `--report-to` integration is a one-line error before anything is written."""
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    try:
+        get_reporting_integration_callbacks([name for name in names if name not in ("none", "all")])
+    except ValueError as error:
+        raise RecipeError(f"--report-to {report_to!r}: {error}") from None
 
 
 __all__ = ["build_family", "process_state"]

@@ -154,7 +154,8 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
     check_writable(dst)
     missing = [p for p in [dst.parent, *dst.parent.parents] if not p.exists()]
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    _remove_orphans(dst)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-{os.getpid()}-", dir=dst.parent))
     done = False
     try:
         yield tmp
@@ -165,6 +166,25 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
         for parent in [] if done else missing:  # leave no trace: the folders this call created
             if parent.exists() and not any(parent.iterdir()):
                 parent.rmdir()
+
+
+def _remove_orphans(dst: Path) -> None:
+    """Remove temp dirs beside `dst` left by a killed writer (their pid is gone; unnamed ones predate pids)."""
+    for tmp in dst.parent.glob(f".{dst.name}.tmp-*"):
+        pid = tmp.name.removeprefix(f".{dst.name}.tmp-").split("-")[0]
+        if not (pid.isdigit() and _alive(int(pid))):
+            logger.warning(f"{tmp}: left by an interrupted write; removing it")
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def publish_dir(tmp: Path, dst: Path) -> None:
@@ -239,13 +259,21 @@ def write_atomic(path: str | os.PathLike, write) -> None:
 
 @contextmanager
 def storage_errors(where: str | os.PathLike) -> Iterator[None]:
-    """Writers that report a failed write as RuntimeError (torch.save's zip writer does) raise OSError instead,
-    naming `where`, so a full disk reads as one, not as a serialisation bug."""
+    """Writers that report a failed write as their own error (torch.save's zip writer: RuntimeError; safetensors:
+    SafetensorError) raise OSError instead, naming `where`: ENOSPC when the reason says the disk is full (so the
+    message says to free space), EIO otherwise (the reason, no advice about space)."""
+    from safetensors import SafetensorError
+
     try:
         yield
-    except RuntimeError as error:
+    except (RuntimeError, SafetensorError) as error:
         reason = str(error).splitlines()[0][:160]
-        raise OSError(errno.EIO, f"could not write {where} ({reason}); is the disk full?") from error
+        full = any(mark in reason for mark in FULL_DISK_MARKS)
+        advice = "; is the disk full?" if full else ""
+        raise OSError(errno.ENOSPC if full else errno.EIO, f"could not write {where} ({reason}){advice}") from error
+
+
+FULL_DISK_MARKS = ("No space left", "StorageFull", "code: 28", "Disk quota", "file write failed")
 
 
 def complete_checkpoint(path: Path) -> bool:

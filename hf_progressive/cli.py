@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT}  # only these say "free space"; EIO, EFBIG, ... give their reason
 
 
 def _os_error(error: OSError) -> str:

@@ -15,6 +15,14 @@ from .recipe import shipped_recipes
 DEFAULT_RECIPE = "tiny"
 
 
+def positive(args, *names: str) -> None:
+    """One-line error for an option that must be a positive integer (None allowed: the option was left out)."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise RecipeError(f"--{name.replace('_', '-')} {value}: use a positive integer (or leave the option out).")
+
+
 @dataclass
 class RecipeChoice:
     recipe: str | None = field(
@@ -32,12 +40,19 @@ class PrepareArguments(RecipeChoice):
     out: str | None = field(default=None, metadata={"help": "Folder of the token store (required)."})
     num_proc: int = field(default=1, metadata={"help": "Tokenizer worker processes (the blocks do not depend on it)."})
     max_tokens: int | None = field(default=None, metadata={"help": "Stop after this many training tokens."})
+
+    def __post_init__(self):
+        positive(self, "num_proc", "max_tokens")
+
     overwrite: bool = field(default=False, metadata={"help": "Replace a store made from another recipe or cap."})
 
 
 @dataclass
 class RecipeArguments(RecipeChoice):
     max_steps_per_stage: int | None = field(default=None, metadata={"help": "Cap every stage (smoke tests)."})
+
+    def __post_init__(self):
+        positive(self, "max_steps_per_stage")
 
 
 @dataclass
@@ -93,6 +108,9 @@ class CompareArguments(RecipeArguments):
     evaluate: bool = field(default=False, metadata={"help": "Run the offline lm-eval tasks on every member."})
     eval_limit: int | None = field(default=None, metadata={"help": "Documents per lm-eval task."})
 
+    def __post_init__(self):
+        positive(self, "max_steps_per_stage", "eval_limit")
+
 
 def recipe_name(args: RecipeChoice, positional) -> str:
     """The recipe given positionally or with --recipe (both: they must agree); default `tiny`."""
@@ -113,6 +131,11 @@ class ConsistencyArguments:
     pairs: str = field(default="all", metadata={"help": "all or adjacent member pairs."})
     max_blocks: int = field(default=64, metadata={"help": "Held-out blocks to use."})
 
+    def __post_init__(self):
+        positive(self, "max_blocks")
+        if self.pairs not in ("all", "adjacent"):
+            raise RecipeError(f"--pairs {self.pairs!r}: choose all or adjacent.")
+
 
 @dataclass
 class EvaluateArguments:
@@ -123,6 +146,9 @@ class EvaluateArguments:
         metadata={"help": "Comma-separated lm-eval tasks (the shipped offline ones by default)."},
     )
     limit: int | None = field(default=None, metadata={"help": "Documents per task (smoke runs)."})
+
+    def __post_init__(self):
+        positive(self, "limit")
 
     def task_list(self) -> list[str]:
         return [task.strip() for task in self.tasks.split(",") if task.strip()]

@@ -3,12 +3,14 @@ offline tasks registered automatically (hf_progressive/lm_eval_tasks, passed as 
 to `<member>/eval_results.json` and `OUT/eval_results.json` (the family table). lm-eval is imported lazily: it is the
 `eval` extra."""
 
+import difflib
+import functools
 from pathlib import Path
 
 import torch
 
 from .checkpoint import write_json
-from .errors import CheckpointError
+from .errors import CheckpointError, HfProgressiveError
 from .ledger import EVAL_FILE, FamilyPaths, Ledger, is_family
 
 
@@ -26,14 +28,13 @@ def evaluate_member(
     """Run lm-eval on one checkpoint directory; returns `{task: {metric: value}}` and writes eval_results.json."""
     from lm_eval import __version__ as lm_eval_version
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     output = simple_evaluate(
         model="hf",
         model_args={"pretrained": str(model_dir), "dtype": "float32"},
         tasks=list(tasks),
-        task_manager=TaskManager(include_path=str(TASKS_DIR)),
+        task_manager=task_manager(),
         limit=limit,
         batch_size=batch_size,
         device=device,
@@ -44,6 +45,29 @@ def evaluate_member(
         {"tasks": list(tasks), "limit": limit, "results": results, "lm_eval_version": lm_eval_version},
     )
     return results
+
+
+@functools.cache
+def task_manager():
+    """lm-eval's task registry with the shipped offline tasks (indexing every task takes seconds: done once)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR))
+
+
+def check_tasks(tasks, limit: int | None) -> None:
+    """One-line error for an unknown task or a `limit` that is not a positive integer, before any model loads."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise HfProgressiveError(f"limit={limit!r}: use a positive number of documents per task (or leave it out).")
+    if not tasks:
+        raise HfProgressiveError("tasks: give at least one lm-eval task, e.g. " + ",".join(OFFLINE_TASKS) + ".")
+    unknown = [task for task in tasks if task not in OFFLINE_TASKS]
+    known = task_manager().all_tasks if unknown else []
+    for task in unknown:
+        if task not in known:
+            close = difflib.get_close_matches(task, known, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"the shipped ones are {', '.join(OFFLINE_TASKS)}"
+            raise HfProgressiveError(f"tasks: {task!r} is not an lm-eval task ({hint}).")
 
 
 def _metrics(values: dict) -> dict:
@@ -62,6 +86,7 @@ def member_dirs(out: str | Path) -> list[Path]:
 
 def evaluate_family(out: str | Path, tasks=OFFLINE_TASKS, limit: int | None = None, batch_size: int = 8) -> dict:
     """Evaluate every member of the family in `out`; writes and returns `OUT/eval_results.json`."""
+    check_tasks(list(tasks), limit)
     members = member_dirs(out)
     if not members:
         raise CheckpointError(f"{out}: no built members (the ledger lists none); run build-family first.")
@@ -97,6 +122,7 @@ def format_evaluation(table: dict) -> str:
 
 __all__ = [
     "OFFLINE_TASKS",
+    "check_tasks",
     "TASKS_DIR",
     "evaluate_family",
     "evaluate_member",

@@ -20,9 +20,10 @@ from .checkpoint import (
     write_json,
 )
 from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
+from .errors import CheckpointError
 from .modeling_llama import GROWTH_FILE
 from .plan import DEFAULT_WIDTH, GrowthPlan
-from .streaming import write_expansion
+from .streaming import parse_size, write_expansion
 from .verification import check_preservation, verify_expansion
 
 
@@ -64,6 +65,9 @@ class GrowArguments:
     max_shard_size: str = field(default="5GB", metadata={"help": "Largest output shard, e.g. 5GB or 500MB."})
     overwrite: bool = field(default=False, metadata={"help": "Replace DST if it exists and is not empty."})
 
+    def __post_init__(self):
+        parse_size(self.max_shard_size)  # a bad size is a one-line error before any work
+
     def sizes(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in SIZE_FIELDS if getattr(self, name) is not None}
 
@@ -71,6 +75,7 @@ class GrowArguments:
 def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = True) -> dict:
     """Grow checkpoint `src` (a folder, or a Hub id where the network allows) into `dst` as `args` says; returns the
     growth record (growth.json). DST appears, complete and verified, in one rename; on any failure it is unchanged."""
+    _check_apart(src, dst)
     prepare_output_dir(dst, args.overwrite)  # fail before any work
     src_dir = resolve_source(src)
     plan = plan_growth(src_dir, args)
@@ -82,6 +87,24 @@ def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = Tr
             growth["preservation"] = _verified(src_dir, tmp, args.strict and plan.function_preserving)
         write_json(tmp / GROWTH_FILE, growth)
     return growth
+
+
+def _check_apart(src: str, dst: str) -> None:
+    """DST may be neither SRC, nor inside it, nor a folder that holds it (an --overwrite would destroy the source)."""
+    if not Path(src).exists():
+        return  # a Hub id
+    source, target = Path(src).resolve(), Path(dst).resolve()
+    where = (
+        "is the source"
+        if source == target
+        else "is inside the source"
+        if source in target.parents
+        else "holds the source"
+        if target in source.parents
+        else None
+    )
+    if where:
+        raise CheckpointError(f"{dst}: {where} checkpoint {src}; write the grown checkpoint to a separate folder.")
 
 
 def plan_growth(src_dir: str | Path, args: GrowArguments) -> GrowthPlan:

@@ -14,13 +14,16 @@ schema version: `Ledger.read(out)` refuses, in one line, a ledger written by an 
 """
 
 import dataclasses
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import write_json
-from .errors import CheckpointError
+from .errors import CheckpointError, HfProgressiveError
 from .modeling_llama import GROWTH_FILE
 
 
@@ -231,6 +234,65 @@ def is_family(out: str | os.PathLike) -> bool:
     return FamilyPaths(out).ledger.is_file()
 
 
+def covers(result: dict | None, ledger: Ledger) -> bool:
+    """Whether a derived result (consistency.json, eval_results.json: both list their `members`) was computed on
+    exactly the ledger's members; a family that grew since must recompute it."""
+    return isinstance(result, dict) and list(result.get("members") or []) == list(ledger.members)
+
+
+def check_out(out: str | os.PathLike) -> None:
+    """OUT must be absent, an empty folder, or a family (holding family.json): a build never writes its members,
+    stages and data into a folder of other files (`/`, a home directory, a project)."""
+    if not str(out).strip():
+        raise CheckpointError("--out '': give the folder the family is built in, e.g. --out out/tiny.")
+    root = Path(out)
+    if root.is_dir() and not is_family(root):
+        others = sorted(path.name for path in root.iterdir() if not _is_own_store(FamilyPaths(root), path))
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise CheckpointError(
+                f"{root}: holds {len(others)} entries that are not a family ({shown}); build into a new or empty "
+                "folder, or into a family of this recipe to resume it."
+            )
+
+
+def _is_own_store(paths: FamilyPaths, path: Path) -> bool:
+    """OUT/data holding a token store: it carries its own identity (checked before use), so it may come first."""
+    from .token_store import read_manifest
+
+    if path != paths.data:
+        return False
+    try:
+        read_manifest(path)
+    except HfProgressiveError:  # not a store
+        return False
+    return True
+
+
+@contextmanager
+def build_lock(out: str | os.PathLike) -> Iterator[None]:
+    """One builder per OUT at a time: an exclusive flock on the OUT folder itself for the whole build. A second
+    builder is told in one line; the kernel drops the lock when its holder exits or is killed, so it never sticks.
+    OUT is created here; if it is still empty when the build ends (it failed early) it is removed again."""
+    root = Path(out)
+    created = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    handle = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(
+                f"{root}: another build-family is running on this folder; wait for it to finish, or build into "
+                "another --out."
+            ) from None
+        yield
+    finally:
+        os.close(handle)
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+
+
 __all__ = [
     "CONSISTENCY_FILE",
     "EVAL_FILE",
@@ -241,5 +303,8 @@ __all__ = [
     "FamilyPaths",
     "Ledger",
     "MemberRecord",
+    "build_lock",
+    "check_out",
+    "covers",
     "is_family",
 ]

@@ -5,6 +5,8 @@ tensors are appended one at a time: resident memory is a few tensors, whatever t
 
 import json
 import os
+import re
+import shutil
 import struct
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,6 +24,7 @@ from .checkpoint import (
     weight_files,
     write_json,
 )
+from .errors import ExpansionError
 from .expansion import expand_tensor
 from .keys import expected_keys, storage_key
 from .plan import DEFAULT_WIDTH, GrowthPlan
@@ -30,16 +33,34 @@ from .plan import DEFAULT_WIDTH, GrowthPlan
 SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
 
 
+SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(B|KB|MB|GB|TB)?\s*$", re.IGNORECASE)
+
+
 def parse_size(size: str | int) -> int:
-    """ "5GB" -> 5_000_000_000 (decimal units, as transformers' max_shard_size)."""
-    if isinstance(size, int):
-        return size
-    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "B": 1}
-    text = size.strip().upper()
-    for unit, scale in units.items():
-        if text.endswith(unit):
-            return int(float(text[: -len(unit)]) * scale)
-    return int(text)
+    """ "5GB" -> 5_000_000_000 (decimal units, as transformers' max_shard_size); one-line error unless positive."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        value = size
+    else:
+        match = SIZE.match(str(size))
+        value = int(float(match[1]) * SIZE_UNITS[(match[2] or "B").upper()]) if match else 0
+    if value <= 0:
+        raise ExpansionError(f"max_shard_size={size!r}: write a positive size such as 5GB or 500MB.")
+    return value
+
+
+def check_room(out: Path, total: int, largest: int) -> None:
+    """Say the size first: refuse a growth whose weights do not fit the free disk at `out`, or whose largest tensor
+    (built in memory, with its source) does not fit the available memory, before writing anything."""
+    free = shutil.disk_usage(out).free
+    if total > free:
+        raise ExpansionError(f"the grown weights take {total / 1e9:,.1f} GB but {out} has {free / 1e9:,.1f} GB free.")
+    memory = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else None
+    if memory and 2 * largest > memory:
+        raise ExpansionError(
+            f"the largest grown tensor takes {largest / 1e9:,.1f} GB (twice that while it is built) but "
+            f"{memory / 1e9:,.1f} GB of memory is available; check the target sizes."
+        )
 
 
 TORCH_DTYPES = {name: dtype for dtype, name in SAFETENSORS_DTYPES.items()}
@@ -151,6 +172,8 @@ def write_expansion(src: Path, out: Path, plan: GrowthPlan, max_shard_size: str 
     shapes = _target_shapes(plan)
     with ExitStack() as stack:
         load = LazyCheckpoint(src, plan.src, stack)
+        sizes = [load.dtype.itemsize * int(torch.Size(s).numel()) for s in shapes.values()]
+        check_room(out, sum(sizes), max(sizes))
         shards = _shard(shapes, load.dtype.itemsize, parse_size(max_shard_size))
         names = (
             [SINGLE_FILE]
