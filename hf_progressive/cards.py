@@ -8,6 +8,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .checkpoint import read_json
+from .errors import CheckpointError
 from .ledger import FamilyPaths, Ledger
 
 
@@ -26,10 +27,32 @@ def _template(name: str) -> str:
 
 
 def repo_ids(out: Path, namespace: str, prefix: str | None = None) -> dict[str, str]:
-    """`{member name: "namespace/prefix-member"}` in build order (prefix defaults to the recipe name)."""
+    """`{member name: "namespace/prefix-member"}` in build order (prefix defaults to the recipe name); every id, and
+    the family repo's, is checked the way the Hub checks it (one line: a `/..` never reaches a path or the network)."""
     ledger = Ledger.read(out)
     prefix = prefix or ledger.recipe
-    return {name: f"{namespace}/{prefix}-{name}" for name in ledger.members}
+    ids = {name: f"{namespace}/{prefix}-{name}" for name in ledger.members}
+    for repo_id in [*ids.values(), family_repo_id(namespace, prefix)]:
+        check_repo_id(repo_id, namespace, prefix)
+    return ids
+
+
+def family_repo_id(namespace: str, prefix: str) -> str:
+    return f"{namespace}/{prefix}-family"
+
+
+def check_repo_id(repo_id: str, namespace: str, prefix: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+        if repo_id.count("/") != 1 or ".." in repo_id:
+            raise HFValidationError("a repo id is NAMESPACE/NAME, one slash, no '..'")
+    except HFValidationError as error:
+        reason = str(error).splitlines()[0].rstrip(".")
+        raise CheckpointError(
+            f"repo id {repo_id!r} (namespace {namespace!r}, prefix {prefix!r}) is not a valid Hub id: {reason}."
+        ) from None
 
 
 def _eval_results(eval_file: Path) -> tuple[list[EvalResult], list[dict]]:

@@ -184,7 +184,7 @@ def _push_command(argv: list[str]) -> int:
     from .publish import push_family
 
     args, paths = _family("push", PushArguments, argv)
-    options = {k: getattr(args, k) for k in ("private", "dry_run", "revision", "endpoint")}
+    options = {k: getattr(args, k) for k in ("private", "dry_run", "revision", "endpoint", "allow_incomplete")}
     for line in push_family(paths.root, args.namespace, args.prefix, **options):
         print(line)
     return 0

@@ -179,6 +179,9 @@ class PushArguments(PushMetricsArguments):
     """Options of `hf-progressive push OUT --namespace ORG`."""
 
     private: bool = field(default=False, metadata={"help": "Create private repos and collection."})
+    allow_incomplete: bool = field(
+        default=False, metadata={"help": "Publish a family whose build has not finished every member."}
+    )
 
 
 __all__ = [

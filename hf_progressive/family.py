@@ -14,6 +14,7 @@ from .budget import (
     stage_windows,
     token_budgets,
 )
+from .errors import RecipeError
 from .recipe import Recipe, member_configs
 
 
@@ -73,7 +74,7 @@ def plan_family(recipe: Recipe, mode: str | None = None, max_steps: int | None =
         multiples[0] = 0.0  # a pretrained first member trains only on a budget the recipe gives it
     budgets = token_budgets(totals, multiples)
     tokens_per_step = recipe.batch_size * recipe.seq_len
-    steps = [max(1, round(t / tokens_per_step)) if t else 0 for t in stage_tokens(totals, budgets, mode)]
+    steps = [_steps(k, t, tokens_per_step) for k, t in enumerate(stage_tokens(totals, budgets, mode))]
     steps = [min(s, max_steps) for s in steps] if max_steps else steps
     budget_blocks = [round(budget / recipe.seq_len) for budget in budgets]
     windows = stage_windows([s * recipe.batch_size for s in steps], budget_blocks, mode)
@@ -104,6 +105,18 @@ def plan_family(recipe: Recipe, mode: str | None = None, max_steps: int | None =
             )
         )
     return FamilyPlan(recipe, mode, members)
+
+
+def _steps(k: int, tokens: float, tokens_per_step: int) -> int:
+    """Optimizer steps of stage k; a stage whose budget is under half a step is refused (it would train one step
+    on a budget it does not have, or, for a huge batch, read a window far past the data)."""
+    steps = round(tokens / tokens_per_step)
+    if tokens and not steps:
+        raise RecipeError(
+            f"members[{k}]: its stage trains {tokens:,.0f} tokens, less than one optimizer step of batch_size x "
+            f"seq_len = {tokens_per_step:,} tokens; raise tokens_per_param or lower batch_size."
+        )
+    return steps
 
 
 def _max_lrs(recipe: Recipe, totals: list[int]) -> list[float]:

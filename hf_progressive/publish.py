@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .cards import family_card, member_card, repo_ids
+from .cards import family_card, family_repo_id, member_card, repo_ids
 from .checkpoint import folder_hash
 from .errors import CheckpointError
 from .ledger import EVAL_FILE, TRAINING_LOG_FILE, FamilyPaths, Ledger
@@ -81,6 +81,16 @@ def stage_family(out: Path, ids: dict[str, str], folder: Path) -> Path:
     return folder
 
 
+def require_token() -> None:
+    """Fail fast, in one line, when no Hub token is configured (rather than after the network refuses)."""
+    from huggingface_hub import get_token
+
+    if not get_token():
+        raise CheckpointError(
+            "no Hugging Face token: run `hf auth login` or set HF_TOKEN (or pass --dry-run to stage without pushing)."
+        )
+
+
 def push_folder(api, repo_id: str, folder: Path, private: bool, revision: str | None, message: str) -> str:
     """Create the repo if needed and upload `folder` in one commit, unless that exact content is already there.
     Returns "created", "updated" or "unchanged"."""
@@ -109,16 +119,25 @@ def push_family(
     dry_run: bool = False,
     revision: str | None = None,
     endpoint: str | None = None,
+    allow_incomplete: bool = False,
 ) -> Iterator[str]:
-    """Smoke-test, stage and push every member, the family repo and the Collection; yields what it does."""
+    """Smoke-test, stage and push every member, the family repo and the Collection; yields what it does. A family
+    with members still to build is refused unless `allow_incomplete`; without a token it fails before any work."""
     paths, ledger = FamilyPaths(out), Ledger.read(out)
     prefix = prefix or ledger.recipe
     ids = repo_ids(paths.root, namespace, prefix)
+    if len(ledger.members) < ledger.members_planned and not allow_incomplete:
+        raise CheckpointError(
+            f"{out}: {len(ledger.members)} of {ledger.members_planned} members are built; finish build-family "
+            "first, or pass --allow-incomplete to publish these."
+        )
+    if not dry_run:
+        require_token()
     shutil.rmtree(paths.hub_upload, ignore_errors=True)
     for name in ids:
         smoke_test(paths.member(name))
     folders = {ids[n]: stage_member(paths.root, n, ids, paths.hub_upload / ids[n].split("/")[1]) for n in ids}
-    family_repo = f"{namespace}/{prefix}-family"
+    family_repo = family_repo_id(namespace, prefix)
     folders[family_repo] = stage_family(paths.root, ids, paths.hub_upload / family_repo.split("/")[1])
     title = f"{prefix} model family"
     if dry_run:
@@ -166,6 +185,8 @@ def push_metrics(
     consistency results, one commit per repo, skipped when that exact content is already there."""
     paths = FamilyPaths(out)
     ids = repo_ids(paths.root, namespace, prefix)
+    if not dry_run:
+        require_token()
     shutil.rmtree(paths.hub_metrics, ignore_errors=True)
     from huggingface_hub import HfApi
 

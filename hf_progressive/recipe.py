@@ -168,6 +168,7 @@ def _validate(recipe: Recipe) -> None:
 
     validate_batches(recipe)
     _validate_schedule(recipe)
+    _validate_optimizer(recipe.optimizer)
     member_configs(recipe)  # sizes must resolve and grow member to member
 
 
@@ -222,6 +223,15 @@ def _validate_data(data: DataSpec) -> None:
         data.holdout_documents,
         "with validation: holdout, hold out a positive number of documents" if holdout else "use 0 or more",
     )
+
+
+def _validate_optimizer(spec: OptimizerSpec) -> None:
+    _check(spec.weight_decay >= 0, "optimizer.weight_decay", spec.weight_decay, "use 0 or more")
+    for name in ("adam_beta1", "adam_beta2"):
+        value = getattr(spec, name)
+        _check(0 <= value < 1, f"optimizer.{name}", value, "use a value in [0, 1)")
+    _check(spec.adam_epsilon > 0, "optimizer.adam_epsilon", spec.adam_epsilon, "use a small positive value")
+    _check(spec.max_grad_norm >= 0, "optimizer.max_grad_norm", spec.max_grad_norm, "use 0 (no clipping) or more")
 
 
 def _validate_tokenizer(recipe: Recipe) -> None:

@@ -8,13 +8,18 @@ import json
 from pathlib import Path
 
 import torch
+from transformers.utils import logging
 
 from .checkpoint import load_model, read_json, write_atomic, write_json
 from .consistency import consistency
 from .data import as_ids, held_out_blocks
-from .ledger import FamilyPaths, Ledger
+from .errors import CheckpointError
+from .ledger import FamilyPaths, Ledger, covers
 from .modeling_llama import ProgressiveLlamaForCausalLM
 from .token_store import TokenStore
+
+
+logger = logging.get_logger(__name__)
 
 
 def family_consistency(
@@ -85,10 +90,12 @@ def write_report(
     out = Path(out)
     report_dir = Path(report_dir or out)
     paths = [out, *(Path(p) for p in others or []), *([Path(baseline)] if baseline else [])]
+    for path in paths[1:]:
+        check_comparable(out, path)
     runs = {_label(path): path for path in paths}
     family = {label: FamilyPaths(path) for label, path in runs.items()}
-    for run in family.values():
-        if not run.consistency.is_file():
+    for run in family.values():  # missing, or computed before the family grew: recompute
+        if not covers(read_json(run.consistency), Ledger.read(run.root)):
             family_consistency(run.root)
     from .plots import plot_eval, plot_kl, plot_loss_vs_flops, plot_val_loss
 
@@ -98,6 +105,9 @@ def write_report(
         "kl_heatmap.png": plot_kl({label: read_json(paths.consistency) for label, paths in family.items()}),
     }
     evals = {label: read_json(p.eval_results) for label, p in family.items() if p.eval_results.is_file()}
+    for label in [label for label, table in evals.items() if not covers(table, Ledger.read(runs[label]))]:
+        logger.warning(f"{runs[label]}: lm-eval results do not cover every member; left out (rerun evaluate)")
+        del evals[label]
     if evals:
         plots["eval.png"] = plot_eval({label: e["members"] for label, e in evals.items()})
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -112,9 +122,19 @@ def write_report(
     return report
 
 
+def check_comparable(out: Path, other: Path) -> None:
+    """A baseline or variant must be a build of the same recipe with the same members (one line otherwise)."""
+    ours, theirs = Ledger.read(out), Ledger.read(other)
+    if theirs.recipe != ours.recipe or list(theirs.members) != list(ours.members):
+        raise CheckpointError(
+            f"{other}: a build of recipe {theirs.recipe!r} with members {list(theirs.members)}, not comparable with "
+            f"{out} ({ours.recipe!r}: {list(ours.members)}); compare builds of the same recipe."
+        )
+
+
 def _label(path: Path) -> str:
     mode = Ledger.read(path).mode
     return mode if path.name == mode else f"{mode} ({path.name})"
 
 
-__all__ = ["curves", "equal_loss_savings", "family_consistency", "write_report"]
+__all__ = ["check_comparable", "curves", "equal_loss_savings", "family_consistency", "write_report"]
