@@ -59,6 +59,7 @@ def build_family(
     (hf-progressive prepare-data) to train on; default the recipe's `data.prepared`, else OUT/data made here.
     `training`: TrainingArguments fields over the recipe's `training:` for every stage. `until`: stop after this
     member (so each stage can be its own launch; the next run resumes after it)."""
+    check_out(out)  # before FamilyPaths: an empty --out would read as "."
     paths, state = FamilyPaths(out), process_state()
     plan = plan_family(recipe, mode, max_steps)
     _check_options(plan, paths, training, report_to, until)
@@ -97,7 +98,6 @@ def _build(plan: FamilyPlan, paths: FamilyPaths, max_steps, data, until, stage_o
 def _check_options(plan: FamilyPlan, paths: FamilyPaths, training: dict | None, report_to, until) -> None:
     """Everything about the run's options that can fail, before anything is written."""
     state = process_state()
-    check_out(paths.root)
     check_training_keys(training or {}, "--training")
     _check_report_to(report_to)
     _last_index(plan, until)

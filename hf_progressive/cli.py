@@ -43,7 +43,7 @@ class _Parser(HfArgumentParser):
     """HfArgumentParser whose errors are one line (with the closest known option), not usage + message."""
 
     def error(self, message: str):
-        unknown = [word for word in message.split() if word.startswith("--")]
+        unknown = [w for w in message.split() if w.startswith("--")] if message.startswith("unrecognized") else []
         known = [option for action in self._actions for option in action.option_strings]
         close = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
         hint = f" (did you mean {close[0]}?)" if close else ""

@@ -9,6 +9,9 @@ the result into place. A failed growth (bad input, strict tolerance exceeded, fu
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from .budget import parameter_counts
 from .checkpoint import (
     atomic_output_dir,
     load_model,
@@ -23,7 +26,7 @@ from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
 from .errors import CheckpointError
 from .modeling_llama import GROWTH_FILE
 from .plan import DEFAULT_WIDTH, GrowthPlan
-from .streaming import parse_size, write_expansion
+from .streaming import check_room, parse_size, write_expansion
 from .verification import check_preservation, verify_expansion
 
 
@@ -78,6 +81,7 @@ def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = Tr
     _check_apart(src, dst)
     prepare_output_dir(dst, args.overwrite)  # fail before any work
     src_dir = resolve_source(src)
+    check_target_size(src_dir, dst, args)
     plan = plan_growth(src_dir, args)
     weight_files(src_dir)  # a missing or truncated source fails before anything is written
     with atomic_output_dir(dst, args.overwrite) as tmp:
@@ -112,6 +116,24 @@ def plan_growth(src_dir: str | Path, args: GrowArguments) -> GrowthPlan:
     source_config = read_config(src_dir)
     config = ProgressiveLlamaConfig.from_smaller(source_config, **args.sizes())
     return GrowthPlan.from_configs(source_config, config, args.method, args.seed, args.noise_std, args.inserted_layers)
+
+
+def _dtype(config) -> torch.dtype:
+    """The dtype a checkpoint's weights are stored in (float32 when its config does not say)."""
+    dtype = getattr(torch, str(getattr(config, "dtype", None) or "float32").removeprefix("torch."), None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
+def check_target_size(src_dir: Path, dst: str | Path, args: GrowArguments) -> None:
+    """Say the size first: the grown weights must fit DST's disk and its largest tensor the memory, checked from the
+    sizes alone, before any index map or tensor of the target is built."""
+    source = read_config(src_dir)
+    config = ProgressiveLlamaConfig.from_smaller(source, **args.sizes())
+    itemsize = _dtype(source).itemsize
+    d, head = config.hidden_size, config.num_attention_heads * config.head_dim
+    largest = d * max(config.vocab_size, config.intermediate_size, head)
+    existing = next(p for p in [Path(dst), *Path(dst).absolute().parents] if p.exists())
+    check_room(existing, parameter_counts(config)["total"] * itemsize, largest * itemsize)
 
 
 def _verified(src_dir: Path, grown_dir: Path, strict: bool) -> dict:
