@@ -29,7 +29,8 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
-# the paper's comparison on ../shared/data/gutenberg (bench/reproduce.py): quick ~11 min, full ~47 min on 2 CPU cores
+# the paper's comparison on ../shared/data/gutenberg (bench/reproduce.py), every tuned arm over one LR grid, 3 seeds:
+# quick (8 tokens/param) ~55 min on 2 CPU cores; full (40 tokens/param) ~4.5 h
 bench-quick: $(STAMP)
 	$(BIN)/python bench/reproduce.py --quick
 
