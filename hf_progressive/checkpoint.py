@@ -273,7 +273,18 @@ def storage_errors(where: str | os.PathLike) -> Iterator[None]:
         raise OSError(errno.ENOSPC if full else errno.EIO, f"could not write {where} ({reason}){advice}") from error
 
 
-FULL_DISK_MARKS = ("No space left", "StorageFull", "code: 28", "Disk quota", "file write failed")
+# a failed write that these reasons name is a full disk (or a file-size limit); torch's zip writer only says that its
+# stream stopped ("file write failed", "unexpected pos" from inline_container.cc)
+FULL_DISK_MARKS = (
+    "No space left",
+    "StorageFull",
+    "code: 28",
+    "code: 27",
+    "Disk quota",
+    "File too large",
+    "file write failed",
+    "unexpected pos",
+)
 
 
 def complete_checkpoint(path: Path) -> bool:

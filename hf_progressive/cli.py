@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-NO_SPACE = {errno.ENOSPC, errno.EDQUOT}  # only these say "free space"; EIO, EFBIG, ... give their reason
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # these say "free space"; EIO and the rest give their reason
 
 
 def _os_error(error: OSError) -> str:
@@ -262,7 +262,7 @@ def _os_error(error: OSError) -> str:
         )
     if error.filename:
         return f"{error.strerror or error}{where}; check the path and its permissions."
-    return (str(error).splitlines() or [type(error).__name__])[0]  # e.g. an HTTP error from the Hub
+    return ((error.strerror or str(error)).splitlines() or [type(error).__name__])[0]  # e.g. a Hub HTTP error
 
 
 if __name__ == "__main__":

@@ -247,13 +247,19 @@ def check_out(out: str | os.PathLike) -> None:
         raise CheckpointError("--out '': give the folder the family is built in, e.g. --out out/tiny.")
     root = Path(out)
     if root.is_dir() and not is_family(root):
-        others = sorted(path.name for path in root.iterdir() if not _is_own_store(FamilyPaths(root), path))
+        paths = FamilyPaths(root)
+        others = sorted(p.name for p in root.iterdir() if not (_is_own_store(paths, p) or p == _ledger_temp(paths)))
         if others:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             raise CheckpointError(
                 f"{root}: holds {len(others)} entries that are not a family ({shown}); build into a new or empty "
                 "folder, or into a family of this recipe to resume it."
             )
+
+
+def _ledger_temp(paths: FamilyPaths) -> Path:
+    """The temp file `checkpoint.write_atomic` writes the ledger through (a kill mid-write leaves it)."""
+    return paths.ledger.with_name(f".{paths.ledger.name}.tmp")
 
 
 def _is_own_store(paths: FamilyPaths, path: Path) -> bool:

@@ -137,7 +137,9 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
-def test_disk_full_on_a_real_filesystem_leaves_it_as_it_was(tiny_checkpoint, small_tmpfs, capsys):
+def test_disk_full_on_a_real_filesystem_leaves_it_as_it_was(tiny_checkpoint, small_tmpfs, capsys, monkeypatch):
+    """`expand` first compares the grown weights with the free space and refuses (exit 2, the size said); with that
+    check switched off, the write itself runs out of space mid-way (exit 1) and leaves the folder as it was."""
     from hf_progressive.cli import main
 
     (small_tmpfs / "keep.txt").write_text("the user's file")
@@ -151,6 +153,12 @@ def test_disk_full_on_a_real_filesystem_leaves_it_as_it_was(tiny_checkpoint, sma
         "--num-hidden-layers",
         "4",
     ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "GB but" in err and "free" in err
+    assert [p.name for p in small_tmpfs.iterdir()] == ["keep.txt"]
+    monkeypatch.setattr("hf_progressive.grow.check_room", lambda *args: None)
+    monkeypatch.setattr("hf_progressive.streaming.check_room", lambda *args: None)
     assert main(argv) == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]  # the progress bar shares stderr
