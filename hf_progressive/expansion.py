@@ -63,7 +63,7 @@ def expand_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
     if out is loaded:  # nothing grew along this tensor's axes: copy, never alias the source (or another layer)
         out = out.clone()
     layer, _ = split_layer_key(key)
-    if layer is not None and plan.layers[layer].inserted and plan.depth_method == "identity" and spec.writes_residual:
+    if _identity_block(layer, plan) and spec.writes_residual:
         out = torch.zeros_like(out)  # LLaMA Pro: the inserted block starts as the identity
     return out.contiguous()
 
@@ -138,9 +138,7 @@ def fresh_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
         for axis, _role in spec.axes
     ]
     mask = _outer(per_axis, torch.logical_or)
-    if layer is not None and plan.layers[layer].inserted and plan.depth_method == "identity":
-        mask = torch.ones_like(mask)
-    return mask
+    return torch.ones_like(mask) if _identity_block(layer, plan) else mask
 
 
 def carry_state_dict(state: dict[str, dict], plan: GrowthPlan) -> dict[str, dict]:
@@ -156,7 +154,7 @@ def carry_state_dict(state: dict[str, dict], plan: GrowthPlan) -> dict[str, dict
         sources = [k for k in source_keys(key, plan) if k is not None]
         if storage_key(key, plan.dst) != key or any(source not in state for source in sources):
             continue
-        if layer is not None and plan.layers[layer].inserted and plan.depth_method == "identity":
+        if _identity_block(layer, plan):
             continue
         carried[key] = _carry_entry(key, state, plan)
     return carried
@@ -193,10 +191,21 @@ def new_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
         else:
             first = torch.tensor(plan.maps[axis].first)
             per_axis.append(~first.repeat_interleave(rows_per_unit(axis, plan.src.head_dim)))
-    mask = per_axis[0] if len(per_axis) == 1 else per_axis[0][:, None] | per_axis[1][None, :]
+    mask = _outer(per_axis, torch.logical_or)
     if layer is not None and plan.layers[layer].inserted:
         mask = torch.ones_like(mask)
     return mask
+
+
+def _identity_block(layer: int | None, plan: GrowthPlan) -> bool:
+    """Whether grown layer `layer` is a block the identity depth operator inserted (LLaMA Pro: nothing inherited)."""
+    return layer is not None and plan.layers[layer].inserted and plan.depth_method == "identity"
+
+
+def _later_rows(plan: GrowthPlan, axis: str, device) -> torch.Tensor:
+    """Per row of `axis`: True for a later (not the first) copy of its old unit; AKI sources these from the donor."""
+    first = torch.tensor(plan.maps[axis].first).repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
+    return (~first & (plan.maps[axis].rows(rows_per_unit(axis, plan.src.head_dim)) != FRESH)).to(device)
 
 
 def _outer(factors: list[torch.Tensor], combine=torch.mul) -> torch.Tensor:
@@ -219,8 +228,7 @@ def _later_copies(spec: TensorSpec, plan: GrowthPlan) -> torch.Tensor:
     per_axis = []
     for axis, role in spec.axes:
         if role == "out" and axis in PER_LAYER_AXES:
-            first = torch.tensor(plan.maps[axis].first).repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
-            per_axis.append(~first & (_row_map(plan, axis, "cpu") != FRESH))
+            per_axis.append(_later_rows(plan, axis, "cpu"))
         else:
             size = plan.dst.vocab_size if axis == "vocab" else len(_row_map(plan, axis, "cpu"))
             per_axis.append(torch.zeros(size, dtype=torch.bool))
@@ -313,9 +321,7 @@ def _widen_out(tensor, dim, axis, spec: TensorSpec, plan: GrowthPlan, generator,
     out = _gather(tensor, dim, rows)
     along = (slice(None),) * dim
     if donor is not None and axis in PER_LAYER_AXES:  # AKI (bert2BERT): new units come from the next layer
-        first = torch.tensor(plan.maps[axis].first, device=rows.device)
-        first = first.repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
-        later = (~first) & (rows != FRESH)
+        later = _later_rows(plan, axis, rows.device)
         out[along + (later,)] = donor.index_select(dim, rows[later])
     fresh = rows == FRESH
     if fresh.any():
