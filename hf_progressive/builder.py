@@ -25,17 +25,23 @@ from .checkpoint import (
     write_json,
 )
 from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
-from .data import BlockWindow, as_ids
+from .data import BlockWindow, as_ids, check_ids
 from .errors import CheckpointError, RecipeError
 from .expansion import carry_state_dict
 from .family import FamilyPlan, MemberPlan, plan_family
 from .grow import GrowArguments, grow_checkpoint, plan_growth
-from .ledger import FamilyPaths, Ledger, MemberRecord, build_lock, check_out
+from .ledger import FamilyPaths, Ledger, MemberRecord, build_lock, check_member, check_out
 from .modeling_llama import GROWTH_FILE, ProgressiveLlamaForCausalLM
 from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from .pretrained import load_pretrained
 from .recipe import Recipe
-from .stage_args import check_training_keys, micro_batch_size, stage_arguments
+from .stage_args import (
+    check_report_to,
+    check_stage_arguments,
+    check_training_keys,
+    micro_batch_size,
+    stage_arguments,
+)
 from .token_store import family_store
 from .trainer import ProgressiveTrainer, ProgressiveTrainingArguments, optimizer_state_by_name, process_state
 
@@ -75,14 +81,16 @@ def _build(plan: FamilyPlan, paths: FamilyPaths, max_steps, data, until, stage_o
         for stale in paths.members.glob(".*.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
     tokenizer, store = family_store(plan.recipe, plan, paths, data)  # the store carries its own identity
-    ledger.data["store"] = paths.relative(store.path)
+    _check_tokenizer_identity(ledger, store, paths)
+    ledger.data = {**store.data_request, "store": paths.relative(store.path)}  # what was trained on
+    pending = _pending(plan, paths, ledger, until, store)
     if state.is_main_process:
         ledger.write(paths.root)
     state.wait_for_everyone()
     blocks, validation = store.train, [{"input_ids": ids, "labels": ids} for ids in as_ids(store.validation)]
-    for member in plan.members[: _last_index(plan, until) + 1]:
-        if member.name in ledger.members and paths.is_saved(member.name):
-            continue  # the next stage grows from its saved folder
+    for member in pending:
+        if member is not pending[0]:  # the first was checked before the ledger was written
+            BlockWindow(blocks, member.window).check_ids(plan.recipe.vocab_size, store.path)
         stage = _StageRun(plan, member, paths, *stage_options)
         record = stage.run(tokenizer, blocks, validation)
         if state.is_main_process:
@@ -95,11 +103,39 @@ def _build(plan: FamilyPlan, paths: FamilyPaths, max_steps, data, until, stage_o
     return Ledger.read(paths.root)
 
 
+def _pending(plan: FamilyPlan, paths: FamilyPaths, ledger: Ledger, until, store) -> list[MemberPlan]:
+    """The members this run trains, after checking what it builds on: finished members must still be whole (the
+    next stage grows from them), and the validation blocks and the first window to train on must hold only ids the
+    model has embeddings for."""
+    members = plan.members[: _last_index(plan, until) + 1]
+    pending = [m for m in members if not (m.name in ledger.members and paths.is_saved(m.name))]
+    for member in members:
+        if member not in pending:
+            check_member(paths, member.name)
+    check_ids(store.validation, plan.recipe.vocab_size, store.path)
+    if pending:
+        BlockWindow(store.train, pending[0].window).check_ids(plan.recipe.vocab_size, store.path)
+    return pending
+
+
+def _check_tokenizer_identity(ledger: Ledger, store, paths: FamilyPaths) -> None:
+    """Every member of a family shares one tokenizer: the store's tokenizer hash is recorded at the first stage, and
+    a later launch with a store of another tokenizer (e.g. a BPE learnt on another corpus) is refused."""
+    digest = store.manifest["tokenizer_hash"]
+    if ledger.tokenizer_hash not in (None, digest):
+        raise CheckpointError(
+            f"{store.path}: its tokenizer (sha256 {digest[:12]}) is not the one {paths.root} was built with "
+            f"({ledger.tokenizer_hash[:12]}); every member shares one tokenizer: use the token store the family "
+            "started with, or a new --out."
+        )
+    ledger.tokenizer_hash = digest
+
+
 def _check_options(plan: FamilyPlan, paths: FamilyPaths, training: dict | None, report_to, until) -> None:
     """Everything about the run's options that can fail, before anything is written."""
     state = process_state()
     check_training_keys(training or {}, "--training")
-    _check_report_to(report_to)
+    check_report_to(report_to)
     _last_index(plan, until)
     backend = sharded_backend(plan.recipe, training)
     if backend and plan.recipe.optimizer.at_growth == "carry":
@@ -110,9 +146,11 @@ def _check_options(plan: FamilyPlan, paths: FamilyPaths, training: dict | None, 
     for member in plan.members:  # every stage's Trainer options are checked before anything is written
         where = str(paths.stage(member.name))
         args = stage_arguments(plan, member, where, state.num_processes, training, report_to=report_to)
-        if plan.recipe.optimizer.at_growth == "carry" and not args.optim.startswith("adamw_torch"):
+        check_stage_arguments(args, state.num_processes, f"members[{member.index}].training")
+        optim = getattr(args.optim, "value", args.optim)
+        if plan.recipe.optimizer.at_growth == "carry" and not optim.startswith("adamw_torch"):
             raise RecipeError(
-                f"optim={args.optim!r}: optimizer.at_growth: carry maps AdamW moments; use optim adamw_torch "
+                f"optim={optim!r}: optimizer.at_growth: carry maps AdamW moments; use optim adamw_torch "
                 "(or adamw_torch_fused), or optimizer.at_growth: reset."
             )
     check_writable(paths.root)
@@ -299,7 +337,7 @@ class _StageRun:
             tokenizer.save_pretrained(staging)
             log = {"stage": name, "log_history": trainer.state.log_history}
             write_json(staging / self.paths.training_log(name).name, log)
-            publish_dir(staging, self.paths.member(name))
+            publish_dir(staging, self.paths.member(name), owned=lambda _: True)  # OUT/members: ours (OUT is a family)
             if self._carries() and trainer.optimizer is not None:  # None: a pretrained member that did not train
                 moments = optimizer_state_by_name(trainer.optimizer, model)
                 write_atomic(self.paths.optimizer_final(name), lambda handle: torch.save(moments, handle))
@@ -348,17 +386,6 @@ def _open_ledger(paths: FamilyPaths, plan: FamilyPlan, max_steps: int | None) ->
         shutil.rmtree(paths.stages, ignore_errors=True)
     process_state().wait_for_everyone()
     return fresh
-
-
-def _check_report_to(report_to) -> None:
-    """An unknown `--report-to` integration is a one-line error before anything is written."""
-    from transformers.integrations import get_reporting_integration_callbacks
-
-    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
-    try:
-        get_reporting_integration_callbacks([name for name in names if name not in ("none", "all")])
-    except ValueError as error:
-        raise RecipeError(f"--report-to {report_to!r}: {error}") from None
 
 
 __all__ = ["build_family", "process_state"]

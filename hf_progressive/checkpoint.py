@@ -20,7 +20,8 @@ from transformers import AutoConfig, LlamaForCausalLM
 from transformers.utils import logging
 
 from .errors import CheckpointError
-from .keys import TOKENIZER_FILES, tied_keys
+from .guard import check_replaceable, only_entries
+from .keys import IGNORED_TENSORS, TOKENIZER_FILES, expected_keys, expected_shape, tied_keys
 
 
 SINGLE_FILE, INDEX_FILE = "model.safetensors", "model.safetensors.index.json"
@@ -79,8 +80,9 @@ def weight_files(path: str | os.PathLike) -> list[Path]:
     return files
 
 
-def check_safetensors(file: Path) -> None:
-    """Raise `CheckpointError` unless `file` exists and holds every byte its header promises."""
+def check_safetensors(file: Path) -> dict:
+    """Raise `CheckpointError` unless `file` exists and holds every byte its header promises; returns the header
+    (`{name: {"dtype", "shape", "data_offsets"}}`)."""
     if not file.is_file():
         hint = (
             " (only safetensors checkpoints are read; re-save with save_pretrained)"
@@ -96,19 +98,57 @@ def check_safetensors(file: Path) -> None:
             header = json.loads(handle.read(header_len)) if header_len and header_len < size else None
         except (json.JSONDecodeError, UnicodeDecodeError):
             header = None
-    if header is None:
+    if not isinstance(header, dict):
         raise CheckpointError(f"{file}: not a readable safetensors file (truncated or corrupt header).")
-    end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+    header.pop("__metadata__", None)
+    try:
+        end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
+    except (TypeError, KeyError, IndexError):
+        raise CheckpointError(f"{file}: not a readable safetensors file (corrupt header).") from None
     if 8 + header_len + end > size:
         raise CheckpointError(f"{file}: truncated ({size} bytes on disk, header promises {8 + header_len + end}).")
+    return header
+
+
+def check_weights(path: str | os.PathLike, config=None) -> None:
+    """Refuse, in one line, weights that do not fit the checkpoint's own config (read from the headers alone, before
+    any tensor is loaded): a missing tensor, one the model does not have (legacy rotary buffers excepted: they are
+    dropped on load), or a shape the config does not give (e.g. q_proj built for another head_dim, or another
+    member's weights copied in)."""
+    path = Path(path)
+    config = config or read_config(path)
+    shapes = {
+        name: tuple(entry["shape"]) for file in weight_files(path) for name, entry in check_safetensors(file).items()
+    }
+    expected = {key: expected_shape(key, config) for key in expected_keys(config)}
+    missing = [key for key in expected if key not in shapes and key not in tied_keys(config)]
+    extra = [key for key in shapes if key not in expected and not key.endswith(IGNORED_TENSORS)]
+    wrong = [key for key in expected if key in shapes and shapes[key] != expected[key]]
+    fix = "the weights do not match config.json; re-save the checkpoint with save_pretrained"
+    if missing:
+        raise CheckpointError(f"{path}: {len(missing)} tensors missing ({missing[0]}, ...); {fix}.")
+    if extra:
+        raise CheckpointError(
+            f"{path}: {len(extra)} tensors a Llama of this config does not have ({extra[0]}); {fix}."
+        )
+    if wrong:
+        key = wrong[0]
+        raise CheckpointError(
+            f"{path}: {key} has shape {list(shapes[key])} but config.json gives {list(expected[key])} "
+            f"({len(wrong)} tensors differ); {fix}."
+        )
 
 
 def load_state_dict(path: str | os.PathLike, config=None) -> dict[str, torch.Tensor]:
-    """Every tensor of checkpoint `path`, validated first; tied keys are filled in from the tensor they share."""
+    """Every tensor of checkpoint `path`, validated first (`check_weights`); tied keys are filled in from the tensor
+    they share, legacy rotary buffers are dropped."""
     config = config or read_config(path)
+    check_weights(path, config)
     state_dict: dict[str, torch.Tensor] = {}
     for file in weight_files(path):
         state_dict.update(load_file(file))
+    for key in [key for key in state_dict if key.endswith(IGNORED_TENSORS)]:
+        del state_dict[key]
     for key, owner in tied_keys(config).items():
         state_dict.setdefault(key, state_dict[owner])
     return state_dict
@@ -138,19 +178,23 @@ def load_model(path: str | os.PathLike, cls=LlamaForCausalLM):
     return model
 
 
-def prepare_output_dir(dst: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse a non-empty `dst` unless `overwrite` (checked before any work is done)."""
+def prepare_output_dir(dst: str | os.PathLike, overwrite: bool, owned=None, what: str = "DST", **guard) -> Path:
+    """Refuse (before any work is done) a `dst` that `guard.check_replaceable` refuses (the root, home, CWD, a folder
+    of other files), or a non-empty one of our own output unless `overwrite`. `owned(folder)` says whether a folder is
+    this command's own output (the only kind `overwrite` replaces); `guard` passes `protected` and `kind` on."""
     dst = Path(dst)
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
+    check_replaceable(dst, owned=owned, what=what, **guard)
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise CheckpointError(f"{dst}: exists and is not empty; pass --overwrite (overwrite=True) to replace it.")
     return dst
 
 
 @contextmanager
-def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False, owned=None, **guard) -> Iterator[Path]:
     """Yield a temp dir beside `dst`; on success its files are flushed to disk (fsync) and it replaces `dst` in one
-    rename, so a crash at any point leaves the old `dst` or the complete new one; on failure it is removed."""
-    dst = prepare_output_dir(dst, overwrite)
+    rename, so a crash at any point leaves the old `dst` or the complete new one; on failure it is removed. `dst`
+    must pass `prepare_output_dir` (with `owned` and `guard`), checked here and again right before the replacement."""
+    dst = prepare_output_dir(dst, overwrite, owned, **guard)
     check_writable(dst)
     missing = [p for p in [dst.parent, *dst.parent.parents] if not p.exists()]
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +203,7 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
     done = False
     try:
         yield tmp
-        publish_dir(tmp, dst)
+        publish_dir(tmp, dst, owned, **guard)
         done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -187,16 +231,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def publish_dir(tmp: Path, dst: Path) -> None:
+def publish_dir(tmp: Path, dst: Path, owned=None, **guard) -> None:
     """Flush every file of the finished folder `tmp` to disk, then put it in place of `dst` in one rename (and flush
-    the parent's entries): readers see the old `dst` or the complete new one."""
+    the parent's entries): readers see the old `dst` or the complete new one. An existing `dst` is removed only if it
+    is empty or `owned` recognises it (`guard.check_replaceable`, asked again here, right before the removal)."""
     for file in tmp.rglob("*"):
         if file.is_file():
             _fsync(file)
     if dst.exists():
-        shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+        check_replaceable(dst, owned=owned, **{"what": "output", **guard})
+        shutil.rmtree(dst)
     tmp.rename(dst)
     _fsync(dst.parent)
+
+
+def is_checkpoint_folder(path: Path, marker: str) -> bool:
+    """Whether folder `path` holds a checkpoint this library wrote (its `marker` file, e.g. growth.json) and nothing
+    else: config, weights (one file or shards and their index), generation config, tokenizer files."""
+    names = {"config.json", "generation_config.json", SINGLE_FILE, INDEX_FILE, marker, *TOKENIZER_FILES}
+    shard = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
+    return (path / marker).is_file() and only_entries(path, lambda n: n in names or bool(shard.fullmatch(n)))
 
 
 def check_writable(path: str | os.PathLike) -> None:
@@ -323,10 +377,12 @@ def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> list
 __all__ = [
     "atomic_output_dir",
     "check_safetensors",
+    "check_weights",
     "check_writable",
     "complete_checkpoint",
     "copy_tokenizer_files",
     "folder_hash",
+    "is_checkpoint_folder",
     "last_complete_checkpoint",
     "load_model",
     "load_state_dict",

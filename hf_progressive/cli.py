@@ -32,7 +32,7 @@ from .cli_args import (
 )
 from .errors import HfProgressiveError
 from .grow import GrowArguments, format_growth, grow_checkpoint
-from .ledger import FamilyPaths, Ledger
+from .ledger import FamilyPaths, read_family
 
 
 class UsageError(HfProgressiveError):
@@ -136,7 +136,7 @@ def _prepare_data_command(argv: list[str]) -> int:
 def _family(prog: str, arguments, argv: list[str]) -> tuple:
     """Arguments of a command over a built family, and that family's paths (one line if OUT is not one)."""
     args, target = _parse(prog, arguments, argv, [OUT])
-    Ledger.read(target.out)  # a missing or incompatible ledger fails here, in one line
+    read_family(target.out)  # a missing or damaged ledger, or a missing or damaged member, fails here in one line
     return args, FamilyPaths(target.out)
 
 

@@ -88,9 +88,16 @@ class BuildArguments(PlanArguments):
         overrides = {}
         for pair in self.training or []:
             key, sep, value = pair.partition("=")
-            if not sep or not key:
+            key = key.strip()
+            if not sep or not key or not value.strip():
                 raise RecipeError(f"--training {pair!r}: write KEY=VALUE, e.g. --training gradient_checkpointing=true")
-            overrides[key.strip()] = yaml.safe_load(value)
+            if key in overrides:
+                raise RecipeError(f"--training {key}: given twice; give each key once.")
+            try:
+                overrides[key] = yaml.safe_load(value)
+            except yaml.YAMLError as error:
+                reason = str(error).splitlines()[0]
+                raise RecipeError(f"--training {pair!r}: the value is not valid YAML ({reason}); quote it.") from None
         return overrides
 
 

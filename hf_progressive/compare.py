@@ -6,10 +6,13 @@ from pathlib import Path
 
 from .builder import build_family
 from .evaluation import evaluate_family
+from .guard import check_replaceable, only_entries, recipe_places
+from .ledger import FamilyPaths, is_family
 from .recipe import RecipeError, load_recipe
 from .report import family_consistency, write_report
 
 
+RUNS = ("progressive", "independent")
 VARIANTS = {
     "fixed_data": "progressive_fixed_data",  # the paper's "Progressive + Fixed Data"
     "fixed_lr": "progressive",  # one max LR (the smallest member's) for every member: the paper's LR ablation
@@ -32,6 +35,9 @@ def compare(
     runs = {"progressive": (recipe, "progressive"), "independent": (recipe, "independent")}
     for variant in variants:
         runs[variant] = (_fixed_lr(recipe_name, recipe) if variant == "fixed_lr" else recipe, VARIANTS[variant])
+    check_replaceable(  # OUT holds runs and their report only: never a family's own folder, nor other files
+        out, owned=_is_comparison, what="--out", protected=recipe_places(recipe), kind="comparison folder"
+    )
     for name, (run_recipe, mode) in runs.items():
         build_family(run_recipe, out / name, mode, max_steps=max_steps)
         family_consistency(out / name)
@@ -39,6 +45,14 @@ def compare(
             evaluate_family(out / name, limit=eval_limit)
     others = [out / name for name in runs if name not in ("progressive", "independent")]
     return write_report(out / "progressive", baseline=out / "independent", others=others, report_dir=out)
+
+
+def _is_comparison(folder: Path) -> bool:
+    """A folder `compare` wrote: one family per run, report.md and plots (not itself a family)."""
+    paths = FamilyPaths(folder)
+    if is_family(folder):
+        return False
+    return only_entries(folder, lambda name: name in (*RUNS, *VARIANTS, paths.report.name) or name.endswith(".png"))
 
 
 def _fixed_lr(recipe_name: str, recipe):

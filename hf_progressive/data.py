@@ -29,6 +29,7 @@ EMBEDDED = {
 }
 BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 EOS = "<|endoftext|>"
+METADATA_FILES = ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json")  # not documents
 
 
 def _builder(source: str) -> str | None:
@@ -112,6 +113,8 @@ def _stream(spec: DataSpec, split: str) -> tuple:
         if all(os.path.getsize(f) == 0 for f in files):
             raise DataError(f"data.{split}={source!r}: empty; point it at a non-empty text corpus.")
         return source, builder, datasets.load_dataset(builder, data_files=source, split="train", streaming=True)
+    if Path(source).is_dir():
+        _check_one_format(source, split)
     hub_split = spec.hub_split if split == "train" else "validation"
     try:  # a local dataset folder (e.g. parquet shards) or a Hub dataset id
         dataset = datasets.load_dataset(source, split=hub_split, streaming=True, revision=spec.revision)
@@ -120,6 +123,23 @@ def _stream(spec: DataSpec, split: str) -> tuple:
             f"data.{split}={source!r}: not a local file and not loadable from the Hub ({type(error).__name__})."
         ) from None
     return source, None, dataset
+
+
+def _check_one_format(folder: str, split: str) -> None:
+    """`datasets` infers one builder for a dataset folder and silently skips files of other formats: refuse a folder
+    that mixes them (a.jsonl beside b.parquet and c.txt) instead of training on a part of it."""
+    formats: dict[str, str] = {}
+    for path in sorted(Path(folder).rglob("*")):
+        hidden = any(part.startswith((".", "_")) for part in path.relative_to(folder).parts)
+        builder = _builder(path.name) or ("arrow" if path.suffix == ".arrow" else None)
+        if path.is_file() and not hidden and builder and path.name not in METADATA_FILES:
+            formats.setdefault(builder, path.name)
+    if len(formats) > 1:
+        shown = ", ".join(sorted(formats.values()))
+        raise DataError(
+            f"data.{split}={folder!r}: mixes file formats ({shown}), of which datasets would read only one; keep "
+            "one format per folder, or list the files with a glob of one extension."
+        )
 
 
 def train_bpe(texts: Iterator[str], vocab_size: int, max_chars: int) -> PreTrainedTokenizerFast:
@@ -142,10 +162,42 @@ def train_bpe(texts: Iterator[str], vocab_size: int, max_chars: int) -> PreTrain
 def _take_chars(texts: Iterator[str], max_chars: int) -> Iterator[str]:
     total = 0
     for text in texts:
-        if total >= max_chars:
-            return
-        total += len(text)
-        yield text
+        for piece in split_document(text):
+            if total >= max_chars:
+                return
+            total += len(piece)
+            yield piece
+
+
+MAX_PIECE_CHARS = 1 << 16  # longer documents are encoded in pieces of about this size (bounded memory per call)
+
+
+def split_document(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
+    """`text` in pieces of at most `max_chars` characters, cut before a single space between two words where there is
+    one (a pre-token boundary of byte-level BPE, so the pieces encode as the whole would); shorter texts as is. A
+    10 MB one-line document then costs the tokenizer a piece at a time, not gigabytes."""
+    if len(text) <= max_chars:
+        return [text]
+    pieces, start = [], 0
+    while len(text) - start > max_chars:
+        end = _cut(text, start, start + max_chars)
+        pieces.append(text[start:end])
+        start = end
+    return pieces + [text[start:]]
+
+
+def _cut(text: str, start: int, limit: int) -> int:
+    """A cut position in (start, limit]: before a space between two non-spaces, else before any space, else `limit`."""
+    floor = start + (limit - start) // 2
+    position = limit
+    while position > floor:
+        position = text.rfind(" ", floor, position)
+        if position <= floor:
+            break
+        if not text[position - 1].isspace() and not text[position + 1 : position + 2].isspace():
+            return position
+    position = max(text.rfind(c, floor, limit) for c in " \n\t")
+    return position if position > floor else limit
 
 
 def get_tokenizer(recipe: Recipe):
@@ -221,9 +273,41 @@ class BlockWindow(torch.utils.data.Dataset):
         span = bisect.bisect_right(self.offsets, i)
         return self.spans[span][0] + i - (self.offsets[span - 1] if span else 0)
 
+    def rows(self) -> list[tuple[int, int]]:
+        """The row ranges of `blocks` this window reads (wrapping around the corpus), merged."""
+        n, ranges = len(self.blocks), []
+        for begin, end in self.spans:
+            if end - begin >= n:
+                return [(0, n)]
+            first, last = begin % n, (end - 1) % n + 1
+            ranges += [(first, last)] if first < last else [(first, n), (0, last)]
+        return ranges
+
+    def check_ids(self, vocab_size: int, where) -> None:
+        """Refuse, in one line, a window holding a token id without an embedding row (a damaged store, or one made
+        for another tokenizer), before training reads it. Scanned in slices: memory stays bounded by the slice."""
+        check_ids(self.blocks, vocab_size, where, self.rows())
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         block = as_ids(self.blocks[self.block_index(i) % len(self.blocks)])
         return {"input_ids": block, "labels": block}
+
+
+SCAN_TOKENS = 1 << 25  # tokens per slice when scanning a store for out-of-range ids (64 MB of uint16)
+
+
+def check_ids(blocks, vocab_size: int, where, ranges: list[tuple[int, int]] | None = None) -> None:
+    """`DataError` naming the first block of `blocks` (rows `ranges`, default all) holding an id >= `vocab_size`."""
+    step = max(1, SCAN_TOKENS // max(1, blocks.shape[-1]))
+    for begin, end in ranges or [(0, len(blocks))]:
+        for start in range(begin, end, step):
+            part = as_ids(blocks[start : min(end, start + step)])
+            if len(part) and int(part.max()) >= vocab_size:
+                row = start + int((part >= vocab_size).any(dim=1).nonzero()[0])
+                raise DataError(
+                    f"{where}: block {row} holds token id {int(part.max())} but vocab_size={vocab_size}; the store is "
+                    "damaged or was made for another tokenizer: prepare it again."
+                )
 
 
 def as_ids(blocks) -> torch.Tensor:
@@ -234,6 +318,7 @@ def as_ids(blocks) -> torch.Tensor:
 __all__ = [
     "BlockWindow",
     "as_ids",
+    "check_ids",
     "EMBEDDED",
     "check_tokenizer",
     "get_tokenizer",
@@ -242,5 +327,6 @@ __all__ = [
     "training_documents",
     "validation_documents",
     "pack",
+    "split_document",
     "train_bpe",
 ]

@@ -9,6 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.utils.logging import disable_progress_bar
 
 from .grow import GrowArguments, format_growth, grow_checkpoint
+from .guard import check_replaceable, only_entries
 
 
 TINY = dict(
@@ -53,6 +54,8 @@ def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
 def run_demo(out: Path) -> str:
     """Grow `out/small` into `out/<method>` with every operator; returns the report (details, then one table)."""
     disable_progress_bar()  # tiny models: the bars would only drown the report
+    folders = ("small", *(method.replace("+", "-") for method in METHODS))
+    check_replaceable(out, owned=lambda p: only_entries(p, folders.__contains__), what="--out", kind="demo folder")
     small_dir = out / "small"
     tiny_llama().save_pretrained(small_dir)
     details, rows = [], [f"{'method':<30}{'preserving':>11}{'max|dlogit|':>13}{'KL':>11}{'params':>10}"]

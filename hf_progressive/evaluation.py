@@ -11,7 +11,7 @@ import torch
 
 from .checkpoint import write_json
 from .errors import CheckpointError, HfProgressiveError
-from .ledger import EVAL_FILE, FamilyPaths, Ledger, is_family
+from .ledger import EVAL_FILE, FamilyPaths, is_family, read_family
 
 
 TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
@@ -80,8 +80,8 @@ def _metrics(values: dict) -> dict:
 def member_dirs(out: str | Path) -> list[Path]:
     """The members of a built family, in ledger (build) order."""
     paths = FamilyPaths(out)
-    names = list(Ledger.read(out).members) if is_family(out) else []
-    return [paths.member(name) for name in names if paths.is_saved(name)]
+    names = list(read_family(out).members) if is_family(out) else []
+    return [paths.member(name) for name in names]
 
 
 def evaluate_family(out: str | Path, tasks=OFFLINE_TASKS, limit: int | None = None, batch_size: int = 8) -> dict:

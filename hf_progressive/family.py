@@ -156,7 +156,8 @@ def format_plan(plan: FamilyPlan) -> str:
         head,
     ]
     for m in plan.members:
-        origin = f"{m.parent} / {m.method}" if m.parent else "from scratch"
+        source = plan.recipe.members[m.index].pretrained
+        origin = f"{m.parent} / {m.method}" if m.parent else f"from {source}" if source else "from scratch"
         lines.append(
             f"{m.name:<16}{_si(m.params['total']):>9}{_si(m.params['non_embedding']):>9}"
             f"{_si(m.budget_tokens):>9}{_si(m.stage_tokens):>9}{m.steps:>7}{m.max_lr:>9.2e}"

@@ -14,19 +14,19 @@ import torch
 from .budget import parameter_counts
 from .checkpoint import (
     atomic_output_dir,
+    check_weights,
     load_model,
     prepare_output_dir,
     read_config,
     read_json,
     resolve_source,
-    weight_files,
     write_json,
 )
 from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
 from .errors import CheckpointError
 from .modeling_llama import GROWTH_FILE
 from .plan import DEFAULT_WIDTH, GrowthPlan
-from .streaming import check_room, parse_size, write_expansion
+from .streaming import check_room, output_guard, parse_size, write_expansion
 from .verification import check_preservation, verify_expansion
 
 
@@ -79,12 +79,13 @@ def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = Tr
     """Grow checkpoint `src` (a folder, or a Hub id where the network allows) into `dst` as `args` says; returns the
     growth record (growth.json). DST appears, complete and verified, in one rename; on any failure it is unchanged."""
     _check_apart(src, dst)
-    prepare_output_dir(dst, args.overwrite)  # fail before any work
+    guard = output_guard(src)
+    prepare_output_dir(dst, args.overwrite, **guard)  # fail before any work
     src_dir = resolve_source(src)
+    check_weights(src_dir)  # missing, truncated or mis-shaped source weights fail before anything is planned
     check_target_size(src_dir, dst, args)
     plan = plan_growth(src_dir, args)
-    weight_files(src_dir)  # a missing or truncated source fails before anything is written
-    with atomic_output_dir(dst, args.overwrite) as tmp:
+    with atomic_output_dir(dst, args.overwrite, **guard) as tmp:
         write_expansion(src_dir, tmp, plan, args.max_shard_size, progress)
         growth = {**read_json(tmp / GROWTH_FILE), "parent": src}
         if args.verify:

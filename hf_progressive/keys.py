@@ -114,6 +114,19 @@ def expected_keys(config) -> list[str]:
     return keys + ["model.norm.weight", "lm_head.weight"]
 
 
+def expected_shape(key: str, config) -> tuple[int, ...]:
+    """The shape `key` has in a model of `config` (from its axes: units x rows per unit, the vocabulary fixed)."""
+    sizes, head_dim = axis_sizes(config), config.head_dim
+    return tuple(
+        config.vocab_size if axis == "vocab" else sizes[axis] * rows_per_unit(axis, head_dim)
+        for axis, _ in tensor_spec(key).axes
+    )
+
+
+# buffers older transformers versions saved with the weights; rebuilt from the config, so dropped on load
+IGNORED_TENSORS = (".rotary_emb.inv_freq",)
+
+
 def axis_sizes(config) -> dict[str, int]:
     """Number of units along each axis (heads count heads, not rows)."""
     return {
@@ -136,7 +149,9 @@ __all__ = [
     "TOKENIZER_FILES",
     "TensorSpec",
     "axis_sizes",
+    "IGNORED_TENSORS",
     "expected_keys",
+    "expected_shape",
     "layer_key",
     "rows_per_unit",
     "split_layer_key",

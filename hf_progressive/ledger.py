@@ -14,16 +14,16 @@ schema version: `Ledger.read(out)` refuses, in one line, a ledger written by an 
 """
 
 import dataclasses
-import fcntl
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import write_json
-from .errors import CheckpointError, HfProgressiveError
+from .coerce import coerce
+from .errors import CheckpointError, HfProgressiveError, RecipeError
+from .guard import exclusive, is_own_temp
 from .modeling_llama import GROWTH_FILE
 
 
@@ -138,9 +138,10 @@ class Ledger:
     batch_size: int  # global sequences per optimizer step
     seq_len: int
     tokenizer: str  # a tokenizer path/id, or "byte-level BPE trained on the corpus (vocab N)"
-    data: dict  # train / validation sources, the text field, and `store`: the token store read (relative to OUT)
+    data: dict  # the token store's data request (sources, text field, shuffle, holdout) and `store` (relative to OUT)
     members_planned: int
     members: dict[str, MemberRecord] = field(default_factory=dict)
+    tokenizer_hash: str | None = None  # the token store's tokenizer (folder_hash), fixed at the first stage
     schema_version: int = SCHEMA_VERSION
 
     IDENTITY = ("recipe", "mode", "recipe_text", "max_steps")  # what must match to resume into the same OUT
@@ -208,10 +209,14 @@ class Ledger:
             )
         data = {k: v for k, v in data.items() if k != "totals"}
         try:
-            members = {name: MemberRecord(**record) for name, record in data.pop("members").items()}
-            return cls(**data, members=members)
-        except (TypeError, KeyError, AttributeError) as error:
-            raise CheckpointError(f"{where}: not a valid ledger ({error}); rebuild the family.") from None
+            members = {
+                name: _typed(MemberRecord, record, f"members.{name}") for name, record in data.pop("members").items()
+            }
+            return _typed(cls, {**data, "members": members}, "")
+        except (TypeError, KeyError, AttributeError, RecipeError) as error:
+            raise CheckpointError(
+                f"{where}: not a valid ledger ({error}); restore it or rebuild the family."
+            ) from None
 
     @classmethod
     def read(cls, out: str | os.PathLike) -> "Ledger":
@@ -228,6 +233,50 @@ class Ledger:
     def write(self, out: str | os.PathLike) -> None:
         Path(out).mkdir(parents=True, exist_ok=True)
         write_json(FamilyPaths(out).ledger, self.to_json())
+
+
+def _typed(cls, data: dict, where: str):
+    """`cls(**data)` with every field checked against its annotation (`coerce.coerce`; losses may be inf or nan):
+    a hand-edited `val_loss: "abc"` is refused on read, not met as a traceback in a reader."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise RecipeError(f"{where + '.' if where else ''}{unknown[0]}: not a ledger field")
+    values = {
+        key: value if key == "members" else coerce(value, hints[key], f"{where + '.' if where else ''}{key}", False)
+        for key, value in data.items()
+    }
+    return cls(**values)
+
+
+def check_member(paths: FamilyPaths, name: str) -> None:
+    """Refuse, in one line, a member the ledger lists whose folder is missing or whose weights are damaged
+    (truncated, or not of its own config: another member's copied in)."""
+    from .checkpoint import check_weights
+
+    folder = paths.member(name)
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"member {name} is in {paths.ledger.name} but its folder {folder} is missing; rerun build-family with "
+            f"--out {paths.root} to rebuild it."
+        )
+    try:
+        check_weights(folder)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"member {name} is damaged ({str(error).removeprefix(str(folder) + ': ').rstrip('.')}); delete {folder} "
+            f"and rerun build-family with --out {paths.root} to rebuild it."
+        ) from None
+
+
+def read_family(out: str | os.PathLike) -> Ledger:
+    """The ledger of the built family in `out`, with every member it lists checked whole (`check_member`): what the
+    readers (report, consistency, evaluate, push) start from."""
+    ledger = Ledger.read(out)
+    for name in ledger.members:
+        check_member(FamilyPaths(out), name)
+    return ledger
 
 
 def is_family(out: str | os.PathLike) -> bool:
@@ -248,18 +297,13 @@ def check_out(out: str | os.PathLike) -> None:
     root = Path(out)
     if root.is_dir() and not is_family(root):
         paths = FamilyPaths(root)
-        others = sorted(p.name for p in root.iterdir() if not (_is_own_store(paths, p) or p == _ledger_temp(paths)))
+        others = sorted(p.name for p in root.iterdir() if not (_is_own_store(paths, p) or is_own_temp(p)))
         if others:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             raise CheckpointError(
                 f"{root}: holds {len(others)} entries that are not a family ({shown}); build into a new or empty "
                 "folder, or into a family of this recipe to resume it."
             )
-
-
-def _ledger_temp(paths: FamilyPaths) -> Path:
-    """The temp file `checkpoint.write_atomic` writes the ledger through (a kill mid-write leaves it)."""
-    return paths.ledger.with_name(f".{paths.ledger.name}.tmp")
 
 
 def _is_own_store(paths: FamilyPaths, path: Path) -> bool:
@@ -275,28 +319,10 @@ def _is_own_store(paths: FamilyPaths, path: Path) -> bool:
     return True
 
 
-@contextmanager
-def build_lock(out: str | os.PathLike) -> Iterator[None]:
-    """One builder per OUT at a time: an exclusive flock on the OUT folder itself for the whole build. A second
-    builder is told in one line; the kernel drops the lock when its holder exits or is killed, so it never sticks.
-    OUT is created here; if it is still empty when the build ends (it failed early) it is removed again."""
-    root = Path(out)
-    created = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
-    handle = os.open(root, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CheckpointError(
-                f"{root}: another build-family is running on this folder; wait for it to finish, or build into "
-                "another --out."
-            ) from None
-        yield
-    finally:
-        os.close(handle)
-        if created and root.is_dir() and not any(root.iterdir()):
-            root.rmdir()
+def build_lock(out: str | os.PathLike):
+    """One builder per OUT at a time (`guard.exclusive` on the OUT folder for the whole build)."""
+    busy = "another build-family is running on this folder; wait for it to finish, or build into another --out."
+    return exclusive(out, busy)
 
 
 __all__ = [
@@ -310,7 +336,9 @@ __all__ = [
     "Ledger",
     "MemberRecord",
     "build_lock",
+    "check_member",
     "check_out",
     "covers",
     "is_family",
+    "read_family",
 ]

@@ -1,7 +1,9 @@
 """A family whose first member is an existing Llama checkpoint (`members[0].from: PATH_OR_HUB_ID`): SmolLM2, TinyLlama
 or Llama-3.2-1B are Llamas. Its shape and every fixed setting (vocabulary, head_dim, RoPE, norms, tying) come from its
 config, later members are growths of it, its tokenizer is the family's, and it trains only on the budget the recipe
-gives it (`members[0].tokens_per_param`; none by default), so the ledger counts no FLOPs it did not spend."""
+gives it (`members[0].tokens_per_param`; none by default), so the ledger counts no FLOPs it did not spend. A bf16
+checkpoint is loaded in float32, so every member trains with fp32 master weights and AdamW states; mixed precision is
+`training: {bf16: true}` (autocast), as for a family trained from scratch."""
 
 from functools import cache
 
@@ -39,31 +41,113 @@ def pretrained_member_config(recipe, k: int, sizes: dict, previous):
 
 
 def adopt_pretrained(recipe) -> None:
-    """Check a `from:` recipe and make the checkpoint's tokenizer the family's (tokenizer.path), in place."""
+    """Check a `from:` recipe against its checkpoint and make the checkpoint's settings and tokenizer the family's
+    (vocab_size, head_dim, tie_word_embeddings and tokenizer.path, in place). A setting the recipe gives itself must
+    agree with the checkpoint: otherwise the ledger would keep a recipe the family does not follow."""
     source = recipe.members[0].pretrained
-    if any(member.pretrained for member in recipe.members[1:]):
-        raise RecipeError("members[k].from: only the first member can start from a checkpoint; grow the others.")
-    folder, config = _checkpoint(source)
-    if config.vocab_size > recipe.vocab_size:
+    later = [k for k, member in enumerate(recipe.members) if k and member.pretrained is not None]
+    if later:
         raise RecipeError(
-            f"members[0].from={source!r}: its vocab_size={config.vocab_size} exceeds vocab_size={recipe.vocab_size}; "
-            f"set vocab_size: {config.vocab_size}."
+            f"members[{later[0]}].from: only the first member can start from a checkpoint; grow the others."
         )
+    if not source or not str(source).strip():
+        raise RecipeError("members[0].from='': give a Llama checkpoint folder (or Hub id), or remove from:.")
+    folder, config = _checkpoint(source)
+    _check_given(recipe, source, config)
     spec = recipe.tokenizer
     if spec.train_bpe or (spec.path and spec.path not in (source, folder)):
         raise RecipeError(
             f"members[0].from={source!r}: the family uses the checkpoint's tokenizer; remove the tokenizer: section."
         )
+    if recipe.seq_len > config.max_position_embeddings:
+        raise RecipeError(
+            f"seq_len={recipe.seq_len}: members[0].from={source!r} has max_position_embeddings="
+            f"{config.max_position_embeddings}; use seq_len <= {config.max_position_embeddings}."
+        )
+    _check_tokenizer(folder, source, config)
     spec.path = folder
+    recipe.vocab_size, recipe.head_dim = config.vocab_size, config.head_dim
+    recipe.tie_word_embeddings = bool(config.tie_word_embeddings)
+
+
+def _check_given(recipe, source: str, config) -> None:
+    """Settings and first-member sizes the recipe writes itself must be the checkpoint's (they cannot change it)."""
+    top, first = _given(recipe)
+    if "vocab_size" in top and recipe.vocab_size != config.vocab_size:
+        relation = "exceeds" if config.vocab_size > recipe.vocab_size else "differs from"
+        raise RecipeError(
+            f"members[0].from={source!r}: its vocab_size={config.vocab_size} {relation} vocab_size="
+            f"{recipe.vocab_size}; set vocab_size: {config.vocab_size} (or leave it out)."
+        )
+    for name in ("head_dim", "tie_word_embeddings"):
+        if name in top and getattr(recipe, name) != getattr(config, name):
+            raise RecipeError(
+                f"{name}={getattr(recipe, name)!r}: members[0].from={source!r} has {name}="
+                f"{getattr(config, name)!r}; remove {name} (the checkpoint fixes it)."
+            )
+    if recipe.model:
+        raise RecipeError(
+            f"model={recipe.model!r}: members[0].from={source!r} fixes the model settings from its config.json; "
+            "remove model:."
+        )
+    for name in sorted(first & {*SIZE_KEYS, "params"}):
+        value = getattr(recipe.members[0], name)
+        if name == "params" or value != getattr(config, name):
+            raise RecipeError(
+                f"members[0].{name}={value!r}: the first member is the checkpoint {source!r} as it is "
+                f"({name}={getattr(config, name, 'its own size')!r}); remove it, and give sizes from members[1] on."
+            )
+
+
+def _given(recipe) -> tuple[set, set]:
+    """The top-level fields and the first member's fields the recipe writes itself (from its YAML; for a recipe made
+    in code, the fields that differ from their defaults)."""
+    import dataclasses
+
+    import yaml
+
+    try:
+        data = yaml.safe_load(recipe.text) if recipe.text else None
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("members"), list) and isinstance(data["members"][0], dict):
+        return set(data), set(data["members"][0])
+    defaults = {f.name: f.default for f in dataclasses.fields(recipe) if f.default is not dataclasses.MISSING}
+    top = {name for name, default in defaults.items() if getattr(recipe, name) != default}
+    first = {name for name in (*SIZE_KEYS, "params") if getattr(recipe.members[0], name) is not None}
+    return top, first
+
+
+def _check_tokenizer(folder: str, source: str, config) -> None:
+    """The checkpoint's tokenizer must load, and every id it produces must have an embedding row."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as error:
+        raise RecipeError(
+            f"members[0].from={source!r}: its tokenizer cannot be loaded ({type(error).__name__}); the family "
+            "uses the checkpoint's tokenizer, so save one beside it."
+        ) from None
+    if len(tokenizer) > config.vocab_size:
+        raise RecipeError(
+            f"members[0].from={source!r}: its tokenizer has {len(tokenizer)} tokens but its vocab_size="
+            f"{config.vocab_size}; ids past the embedding cannot train: pair it with its own tokenizer."
+        )
 
 
 def load_pretrained(recipe):
     """The first member as loaded from its checkpoint (a `ProgressiveLlamaForCausalLM`), with its provenance."""
+    import torch
+
     from .checkpoint import load_model
     from .modeling_llama import ProgressiveLlamaForCausalLM
 
     source = recipe.members[0].pretrained
     model = load_model(_checkpoint(source)[0], ProgressiveLlamaForCausalLM)
+    if model.dtype != torch.float32:  # e.g. SmolLM2, Llama-3.2 ship bf16: train fp32 master weights (bf16: autocast)
+        model = model.to(torch.float32)
+        model.config.dtype = torch.float32
     model.growth = {"parent": None, "operator": "pretrained", "source": source}
     return model
 

@@ -15,7 +15,7 @@ import torch
 from .cards import family_card, family_repo_id, member_card, repo_ids
 from .checkpoint import folder_hash
 from .errors import CheckpointError
-from .ledger import EVAL_FILE, TRAINING_LOG_FILE, FamilyPaths, Ledger
+from .ledger import EVAL_FILE, TRAINING_LOG_FILE, FamilyPaths, read_family
 from .modeling_llama import GROWTH_FILE
 
 
@@ -123,7 +123,7 @@ def push_family(
 ) -> Iterator[str]:
     """Smoke-test, stage and push every member, the family repo and the Collection; yields what it does. A family
     with members still to build is refused unless `allow_incomplete`; without a token it fails before any work."""
-    paths, ledger = FamilyPaths(out), Ledger.read(out)
+    paths, ledger = FamilyPaths(out), read_family(out)
     prefix = prefix or ledger.recipe
     ids = repo_ids(paths.root, namespace, prefix)
     if len(ledger.members) < ledger.members_planned and not allow_incomplete:
@@ -184,6 +184,7 @@ def push_metrics(
     """Re-render each published member's card (model-index, KL to its neighbours) and upload it with the eval and
     consistency results, one commit per repo, skipped when that exact content is already there."""
     paths = FamilyPaths(out)
+    read_family(out)  # every member listed is there and whole
     ids = repo_ids(paths.root, namespace, prefix)
     if not dry_run:
         require_token()

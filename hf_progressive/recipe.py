@@ -2,9 +2,7 @@
 the value and the fix. Shipped recipes live in hf_progressive/recipes/*.yaml (`--recipe tiny` finds them)."""
 
 import dataclasses
-import math
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,12 +10,14 @@ from pathlib import Path
 import yaml
 
 from .budget import MODES
+from .coerce import coerce
 from .errors import ExpansionError, RecipeError
 from .plan import parse_method
 from .shapes import base_config, member_configs, solve_shape  # the last three re-exported
 
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
+INTERNAL_FIELDS = ("source", "text")  # set by load_recipe, not written in a recipe
 
 
 @dataclass
@@ -159,7 +159,7 @@ def _validate(recipe: Recipe) -> None:
         positions,
         f"it must be >= seq_len={recipe.seq_len}: raise it or lower seq_len",
     )
-    if recipe.members[0].pretrained:
+    if any(member.pretrained is not None for member in recipe.members):
         from .pretrained import adopt_pretrained
 
         adopt_pretrained(recipe)  # before the tokenizer check: the checkpoint's tokenizer is the family's
@@ -292,7 +292,8 @@ def _from_dict(cls, data, where: str):
         path = f"{where}.{key}" if where else key
         key = "pretrained" if cls is MemberSpec and key == "from" else key  # `from` is a Python keyword
         if key not in fields:
-            raise RecipeError(f"unknown field {path!r}; known fields here: {', '.join(sorted(fields))}.")
+            known = sorted(name for name in fields if name not in INTERNAL_FIELDS)
+            raise RecipeError(f"unknown field {path!r}; known fields here: {', '.join(known)}.")
         kind = hints[key]
         if dataclasses.is_dataclass(kind):
             value = _from_dict(kind, value, path)
@@ -300,8 +301,8 @@ def _from_dict(cls, data, where: str):
             if not isinstance(value, list):
                 raise RecipeError(f"members: expected a list of members, got {type(value).__name__}.")
             value = [_from_dict(MemberSpec, item, f"members[{i}]") for i, item in enumerate(value)]
-        elif key not in ("source", "text"):
-            value = _coerce(value, kind, path)
+        elif key not in INTERNAL_FIELDS:
+            value = coerce(value, kind, path)
         kwargs[key] = value
     missing = [
         f.name
@@ -311,39 +312,6 @@ def _from_dict(cls, data, where: str):
     if missing:
         raise RecipeError(f"{where or 'recipe'}: missing required field(s) {', '.join(missing)}.")
     return cls(**kwargs)
-
-
-SCALARS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", dict: "a mapping"}
-
-
-def _coerce(value, kind, path: str):
-    """`value` as the field's annotated type, or a one-line RecipeError naming the field, the value and the type.
-    Integers are accepted for floats and integral floats (1e6) for integers; booleans are never numbers; floats
-    must be finite."""
-    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
-    if value is None and type(None) in options:
-        return None
-    for option in options:
-        done, coerced = _as(value, option)
-        if done:
-            return coerced
-    wanted = " or ".join(
-        SCALARS.get(typing.get_origin(o) or o, "a list of strings") for o in options if o is not type(None)
-    )
-    raise RecipeError(f"{path}: expected {wanted}, got {value!r}.")
-
-
-def _as(value, kind) -> tuple[bool, object]:
-    origin = typing.get_origin(kind) or kind
-    if isinstance(value, bool):
-        return origin is bool, value
-    if origin is int and isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return True, int(value)
-    if origin is float and isinstance(value, int | float):
-        return math.isfinite(value), value  # an int stays as written (messages quote the YAML)
-    if origin is list:
-        return isinstance(value, list) and all(isinstance(v, str) for v in value), value
-    return isinstance(value, origin), value
 
 
 class _Loader(yaml.SafeLoader):

@@ -14,7 +14,7 @@ from .checkpoint import load_model, read_json, write_atomic, write_json
 from .consistency import consistency
 from .data import as_ids, held_out_blocks
 from .errors import CheckpointError
-from .ledger import FamilyPaths, Ledger, covers
+from .ledger import FamilyPaths, Ledger, covers, read_family
 from .modeling_llama import ProgressiveLlamaForCausalLM
 from .token_store import TokenStore
 
@@ -32,7 +32,7 @@ def family_consistency(
 ) -> dict:
     """KL between the members of `out` on held-out blocks: `blocks`, or text file(s) `data` packed with the family's
     tokenizer, or by default the family's own validation blocks; writes OUT/consistency.json."""
-    paths, ledger = FamilyPaths(out), Ledger.read(out)
+    paths, ledger = FamilyPaths(out), read_family(out)
     store = TokenStore.open(paths.store(ledger))
     if data is not None:
         blocks = held_out_blocks(store.tokenizer_dir, data, ledger.seq_len, max_blocks)

@@ -6,6 +6,7 @@ the ledger fields) and what the recipe's `training:` mappings pass straight to t
 per member) is per device, and `gradient_accumulation_steps = batch_size / (micro_batch_size x processes)`."""
 
 import dataclasses
+import os
 
 import torch
 
@@ -40,23 +41,81 @@ OWNED = {
     "eval_steps": "eval_steps",
     "eval_strategy": "eval_steps",
     "save_strategy": "save_steps",
-    "use_cpu": "(set from the machine)",
+    "use_cpu": "nothing: it follows the machine (hide GPUs with CUDA_VISIBLE_DEVICES= to train on the CPU)",
+    "push_to_hub": "hf-progressive push OUT --namespace ORG after the build (one repo per member, with cards)",
+    "hub_model_id": "hf-progressive push OUT --namespace ORG --prefix NAME",
+    "hub_strategy": "hf-progressive push (after the build)",
+    "hub_token": "hf-progressive push (it reads your huggingface_hub login)",
+    "hub_private_repo": "hf-progressive push --private",
+    "hub_always_push": "hf-progressive push (after the build)",
+    "hub_revision": "hf-progressive push --revision",
+    "resume_from_checkpoint": "nothing: rerun the same build-family command and it resumes by itself",
 }
 LEDGER_FIELDS = ("stage_index", "tokens_per_step", "flops_per_token", "tokens_before_stage", "flops_before_stage")
 
 
 def check_training_keys(training: dict, where: str) -> None:
-    """Refuse, in one line, a `training:` key that TrainingArguments does not have, or one the library owns."""
+    """Refuse, in one line, a `training:` key that TrainingArguments does not have, one the library owns, or a value
+    that does not fit the field's annotation (`bf16: maybe`, `gradient_checkpointing: 3`); integral floats are
+    coerced in place (`coerce.coerce`)."""
+    import typing
+
+    from .coerce import coerce
     from .trainer import ProgressiveTrainingArguments
 
     if not isinstance(training, dict):
         raise RecipeError(f"{where}: expected a mapping of TrainingArguments fields, got {type(training).__name__}.")
     known = {f.name for f in dataclasses.fields(ProgressiveTrainingArguments) if f.init}
-    for key in training:
+    hints = typing.get_type_hints(ProgressiveTrainingArguments)
+    for key in list(training):
         if key in OWNED or key in LEDGER_FIELDS:
             raise RecipeError(f"{where}.{key}: set by hf_progressive; use {OWNED.get(key, 'the recipe')} instead.")
         if key not in known:
             raise RecipeError(f"{where}.{key}: not a TrainingArguments field (see `transformers.TrainingArguments`).")
+        training[key] = coerce(training[key], hints[key], f"{where}.{key}")
+
+
+def check_stage_arguments(args, processes: int, where: str = "training") -> None:
+    """What the Trainer would only find out once it runs (after family.json is written), refused in one line now:
+    negative worker counts, reporting integrations that are unknown or not installed, FSDP in a 1-process CPU run,
+    a DeepSpeed config that is not there, fp16 without a GPU."""
+    import importlib.util
+
+    for name in ("dataloader_num_workers",):
+        _require(getattr(args, name) >= 0, f"{where}.{name}", getattr(args, name), "use 0 or more")
+    check_report_to(args.report_to, f"{where}.report_to")
+    if args.fsdp and processes == 1 and not torch.cuda.is_available():
+        raise RecipeError(
+            f"{where}.fsdp={args.fsdp!r}: FSDP shards a model over several processes on GPUs; remove it for a "
+            "1-process CPU run, or launch on GPUs with accelerate launch / torchrun."
+        )
+    if args.deepspeed:
+        if importlib.util.find_spec("deepspeed") is None:
+            raise RecipeError(f"{where}.deepspeed: DeepSpeed is not installed; pip install deepspeed, or remove it.")
+        if isinstance(args.deepspeed, str) and not os.path.isfile(args.deepspeed):
+            raise RecipeError(f"{where}.deepspeed={args.deepspeed!r}: no such file; give a DeepSpeed JSON config.")
+    if args.fp16 and not torch.cuda.is_available():
+        raise RecipeError(
+            f"{where}.fp16=True: fp16 mixed precision needs a CUDA GPU and would be ignored here; remove it (bf16 "
+            "runs on CPUs)."
+        )
+
+
+def check_report_to(report_to, where: str = "--report-to") -> None:
+    """Every reporting integration named must be one transformers knows and one that is installed here."""
+    from transformers.integrations import get_available_reporting_integrations, get_reporting_integration_callbacks
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    names = [name for name in names if name not in ("none", "all")]
+    try:
+        get_reporting_integration_callbacks(names)
+    except ValueError as error:
+        raise RecipeError(f"{where}={report_to!r}: {error}") from None
+    missing = [name for name in names if name not in get_available_reporting_integrations()]
+    if missing:
+        raise RecipeError(
+            f"{where}={report_to!r}: {missing[0]} is not installed; pip install {missing[0]}, or report to none."
+        )
 
 
 def validate_batches(recipe) -> None:
@@ -171,6 +230,8 @@ def stage_arguments(plan, member, output_dir: str, processes: int, overrides: di
 __all__ = [
     "OWNED",
     "batch_sizes",
+    "check_report_to",
+    "check_stage_arguments",
     "check_training_keys",
     "micro_batch_size",
     "schedule",

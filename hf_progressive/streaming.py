@@ -19,7 +19,9 @@ from .checkpoint import (
     INDEX_FILE,
     SINGLE_FILE,
     atomic_output_dir,
+    check_weights,
     copy_tokenizer_files,
+    is_checkpoint_folder,
     read_config,
     weight_files,
     write_json,
@@ -159,11 +161,26 @@ def expand_checkpoint(
     """
     src = Path(src_dir)
     source_config = read_config(src)
-    weight_files(src)  # a missing or truncated source fails before anything is written
+    check_weights(src, source_config)  # missing, truncated or mis-shaped weights fail before anything is written
     plan = GrowthPlan.from_configs(source_config, target_config, method, seed, noise_std, inserted_layers)
-    with atomic_output_dir(dst_dir, overwrite) as tmp:
+    with atomic_output_dir(dst_dir, overwrite, **output_guard(src)) as tmp:
         write_expansion(src, tmp, plan, max_shard_size, progress)
     return Path(dst_dir)
+
+
+def is_expansion_folder(path: Path) -> bool:
+    """Whether `path` is a grown checkpoint written by hf_progressive (growth.json beside checkpoint files only): the
+    only non-empty folder an expand with overwrite replaces."""
+    from .modeling_llama import GROWTH_FILE
+
+    return is_checkpoint_folder(path, GROWTH_FILE)
+
+
+def output_guard(src: str | os.PathLike) -> dict:
+    """What `checkpoint.atomic_output_dir` needs to guard an expansion's DST: only a grown checkpoint is replaced, and
+    never a folder that is or holds the source."""
+    source = [(Path(src), "the source checkpoint")] if Path(src).exists() else []
+    return {"owned": is_expansion_folder, "protected": source, "kind": "grown checkpoint"}
 
 
 def write_expansion(src: Path, out: Path, plan: GrowthPlan, max_shard_size: str | int = "5GB", progress=True) -> None:
@@ -203,4 +220,11 @@ def _write_side_files(src: Path, dst: Path, plan: GrowthPlan, dtype: torch.dtype
     write_json(dst / GROWTH_FILE, streaming_growth_record(str(src), plan))
 
 
-__all__ = ["LazyCheckpoint", "expand_checkpoint", "parse_size", "write_expansion"]
+__all__ = [
+    "LazyCheckpoint",
+    "expand_checkpoint",
+    "is_expansion_folder",
+    "output_guard",
+    "parse_size",
+    "write_expansion",
+]

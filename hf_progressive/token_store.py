@@ -15,9 +15,6 @@ store). `prepare_store` tokenizes in `num_proc` worker processes, in order, so t
 import dataclasses
 import json
 import os
-import shutil
-from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +25,15 @@ from transformers.utils import logging
 from .checkpoint import atomic_output_dir, folder_hash, write_json
 from .data import check_tokenizer, get_tokenizer, training_documents, validation_documents
 from .errors import DataError
-from .recipe import HOLDOUT, Recipe
+from .guard import check_replaceable, exclusive, only_entries, recipe_places
+from .recipe import HOLDOUT, DataSpec, Recipe
+from .token_stream import TextTokens, TokenEstimate, encode, write_blocks
 
 
 logger = logging.get_logger(__name__)
 
 FORMAT, FORMAT_VERSION = "hf_progressive-token-store", 1
 MANIFEST, TOKENIZER_DIR, TRAIN_FILE, VALIDATION_FILE = "manifest.json", "tokenizer", "train.bin", "validation.bin"
-CHUNK_DOCUMENTS = 256  # documents per tokenizer call (and per task sent to a worker)
 
 
 def store_dtype(vocab_size: int) -> np.dtype:
@@ -75,26 +73,49 @@ class TokenStore:
         return self.path / TOKENIZER_DIR
 
     def check(self, recipe: Recipe) -> None:
-        """Refuse, in one line, a store made with another seq_len or tokenizer than `recipe`'s, or whose tokenizer
-        files changed since."""
+        """Refuse, in one line, a store made with another seq_len, tokenizer or data request than `recipe`'s, or
+        whose tokenizer files changed since. A recipe that names no data of its own (every `data:` field but
+        `prepared` left at its default) trains on the store as it was made (the ledger records the store's
+        request)."""
         made = self.manifest["request"]
         if made["seq_len"] != recipe.seq_len:
             raise DataError(
                 f"{self.path}: token store of seq_len={made['seq_len']}, but the recipe's seq_len={recipe.seq_len}; "
                 "prepare a store for this recipe (hf-progressive prepare-data)."
             )
-        wanted = store_request(recipe, None)["tokenizer"]
-        if made["tokenizer"] != wanted:
+        wanted = store_request(recipe, None)
+        if made["tokenizer"] != wanted["tokenizer"]:
             raise DataError(
                 f"{self.path}: token store made with another tokenizer ({_describe(made['tokenizer'])}) than the "
-                f"recipe's ({_describe(wanted)}); prepare a store for this recipe (hf-progressive prepare-data)."
+                f"recipe's ({_describe(wanted['tokenizer'])}); prepare a store for this recipe (hf-progressive "
+                "prepare-data)."
             )
+        if wanted["data"] != default_data_request():
+            for key, value in wanted["data"].items():
+                if made["data"].get(key) != value:
+                    raise DataError(
+                        f"data.{key}={value!r}: the token store {self.path} was made with data.{key}="
+                        f"{made['data'].get(key)!r}; prepare a store for this recipe, or leave the recipe's data "
+                        "fields out to train on the store as it was made."
+                    )
         if folder_hash(self.tokenizer_dir) != self.manifest["tokenizer_hash"]:
             raise DataError(f"{self.path}: its tokenizer files changed since it was made; prepare the store again.")
 
+    @property
+    def data_request(self) -> dict:
+        """The data fields the store was made from (sources, text field, shuffle, holdout, validation blocks)."""
+        return dict(self.manifest["request"]["data"])
+
+
+def default_data_request() -> dict:
+    """The data part of a store request for a recipe that names no data of its own."""
+    return {k: v for k, v in dataclasses.asdict(DataSpec()).items() if k != "prepared"}
+
 
 def _describe(tokenizer: dict) -> str:
-    return tokenizer["path"] or f"BPE trained on the corpus, vocab {tokenizer['vocab_size']}"
+    if tokenizer["path"]:
+        return f"{tokenizer['path']}, vocab_size {tokenizer['vocab_size']}"
+    return f"BPE of vocab {tokenizer['vocab_size']} trained on {tokenizer['bpe_training_chars']:,} characters"
 
 
 def _memmap(file: Path, dtype: str, n_blocks: int, seq_len: int) -> np.ndarray:
@@ -135,15 +156,34 @@ def prepare_store(
     """Tokenize `recipe`'s data into a store at `out` (see the module docstring); an existing store made from the same
     request is reused as is. Returns the opened store."""
     out, request = Path(out), store_request(recipe, max_tokens)
-    existing = _existing(out, request, overwrite)
-    if existing is not None:
-        return existing
-    for stale in out.parent.glob(f".{out.name}.tmp-*") if out.parent.is_dir() else []:  # an interrupted run's
-        shutil.rmtree(stale, ignore_errors=True)
-    with atomic_output_dir(out, overwrite=True) as tmp:
-        dtype, counts = _write_store(recipe, tmp, num_proc, max_tokens, progress)
-        write_json(tmp / MANIFEST, _manifest(request, tmp, dtype, counts, num_proc))
+    guard = {"owned": is_store_folder, "what": "--out", "protected": recipe_places(recipe), "kind": "token store"}
+    check_replaceable(out, **guard)  # before any work: never a folder of other files, the root, home, CWD or inputs
+    with exclusive(out, "another prepare-data is writing this token store; wait for it, or choose another --out."):
+        existing = _existing(out, request, overwrite)
+        if existing is not None:
+            return existing
+        with atomic_output_dir(out, overwrite=True, **guard) as tmp:
+            dtype, counts = _write_store(recipe, tmp, _processes(num_proc), max_tokens, progress)
+            write_json(tmp / MANIFEST, _manifest(request, tmp, dtype, counts, num_proc))
     return TokenStore.open(out)
+
+
+def is_store_folder(path: Path) -> bool:
+    """Whether `path` holds a token store (its manifest says so, even if damaged) and nothing else: the only
+    non-empty folder prepare-data replaces."""
+    try:
+        says = FORMAT in (path / MANIFEST).read_text(errors="replace")
+    except OSError:
+        return False
+    return says and only_entries(path, lambda name: name in (MANIFEST, TOKENIZER_DIR, TRAIN_FILE, VALIDATION_FILE))
+
+
+def _processes(num_proc: int) -> int:
+    """`num_proc` capped at the CPUs this process may use (more workers only add memory and start-up time)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if num_proc > cpus:
+        logger.warning(f"--num-proc {num_proc}: this machine has {cpus} CPUs; using {cpus} tokenizer processes")
+    return max(1, min(num_proc, cpus))
 
 
 def _write_store(recipe: Recipe, folder: Path, num_proc: int, max_tokens: int | None, progress: bool) -> tuple:
@@ -159,33 +199,17 @@ def _write_store(recipe: Recipe, folder: Path, num_proc: int, max_tokens: int | 
     counts = {}
     for split, (documents, file, blocks, processes) in splits.items():
         total = None if blocks is None else blocks * seq_len  # known: the bar shows an ETA
-        estimate = _Estimate(documents, recipe.data.train) if total is None else None  # else: from the file sizes
+        estimate = TokenEstimate(documents, recipe.data.train) if total is None else None  # else: from the file sizes
         with tqdm(total=total, unit="tok", unit_scale=True, desc=f"{split} tokens", disable=not progress) as bar:
-            stream = encode(estimate or documents, folder / TOKENIZER_DIR, processes)
+            stream = TextTokens(encode(estimate or documents, folder / TOKENIZER_DIR, processes), tokenizer)
             counts[split] = write_blocks(stream, folder / file, seq_len, dtype, blocks, bar, estimate)
+        if not stream.count:
+            source = getattr(recipe.data, "train" if split == "train" or recipe.data.validation == HOLDOUT else split)
+            raise DataError(
+                f"data.{split}={source!r}: its documents hold no text (only end-of-document tokens); point it at a "
+                "corpus with text."
+            )
     return dtype, counts
-
-
-class _Estimate:
-    """Passes the documents through, counting their characters, to estimate the total tokens of uncompressed local
-    files from their size (tokens so far x bytes on disk / characters read): the progress bar's ETA. Compressed
-    files and streamed Hub datasets have no size to go by: no estimate."""
-
-    def __init__(self, documents: Iterator[str], source: str):
-        import glob
-
-        files = glob.glob(source)
-        plain = files and not any(f.endswith((".gz", ".bz2", ".zst", ".xz")) for f in files)
-        self.bytes = sum(os.path.getsize(f) for f in files if os.path.isfile(f)) if plain else 0
-        self.documents, self.chars = documents, 0
-
-    def __iter__(self):
-        for document in self.documents:
-            self.chars += len(document) + 1
-            yield document
-
-    def total(self, tokens: int) -> int | None:
-        return int(tokens * self.bytes / self.chars) if self.bytes and self.chars else None
 
 
 def _existing(out: Path, request: dict, overwrite: bool) -> TokenStore | None:
@@ -197,11 +221,9 @@ def _existing(out: Path, request: dict, overwrite: bool) -> TokenStore | None:
     try:
         manifest = read_manifest(out)
     except DataError:
-        if overwrite:
+        if overwrite:  # a damaged store (check_replaceable made sure it is one)
             return None
-        raise DataError(
-            f"{out}: exists and is not a token store; choose a new folder (or pass --overwrite)."
-        ) from None
+        raise DataError(f"{out}: a damaged token store; pass --overwrite to prepare it again.") from None
     if manifest["request"] == request:
         try:
             return TokenStore.open(out)
@@ -233,73 +255,6 @@ def _manifest(request: dict, folder: Path, dtype: np.dtype, counts: dict, num_pr
         "num_proc": num_proc,  # informational: the blocks do not depend on it
         "library_version": __version__,
     }
-
-
-def write_blocks(
-    stream: Iterator[np.ndarray], file: Path, seq_len: int, dtype, max_blocks: int | None, bar, estimate=None
-) -> int:
-    """Cut a stream of token arrays into blocks of `seq_len` and append them to `file` (the tail shorter than a block
-    is dropped); stops after `max_blocks`. Returns the number of blocks written. `estimate` (an `_Estimate`) keeps
-    the bar's total, hence its ETA, up to date when the total is not known in advance."""
-    written, pending = 0, np.empty(0, dtype=np.int64)
-    with open(file, "wb") as handle:
-        for tokens in stream:
-            pending = np.concatenate([pending, tokens])
-            full = len(pending) // seq_len
-            if max_blocks is not None:
-                full = min(full, max_blocks - written)
-            pending[: full * seq_len].astype(dtype).tofile(handle)
-            pending, written = pending[full * seq_len :], written + full
-            bar.update(full * seq_len)
-            total = estimate.total(bar.n) if estimate is not None else None
-            if total:
-                bar.total = max(total, bar.n)
-            if max_blocks is not None and written >= max_blocks:
-                break
-    if written == 0:
-        raise DataError(f"data: the corpus holds {len(pending)} tokens, less than one block of seq_len={seq_len}.")
-    return written
-
-
-def encode(documents: Iterator[str], tokenizer_dir: Path, num_proc: int = 1) -> Iterator[np.ndarray]:
-    """Token ids of the documents, each followed by EOS, one array per chunk of documents, in document order.
-    With `num_proc > 1` chunks are tokenized in worker processes (tokenize_worker.py), a bounded number in flight."""
-    from . import tokenize_worker
-
-    eos = _eos_token_id(tokenizer_dir)
-    chunks = _chunks(documents)
-    if num_proc <= 1:
-        tokenize_worker.load(tokenizer_dir, eos)
-        yield from map(tokenize_worker.encode_chunk, chunks)
-        return
-    import multiprocessing
-
-    init = (str(tokenizer_dir), eos, True)
-    with multiprocessing.get_context("spawn").Pool(num_proc, tokenize_worker.load, init) as pool:
-        pending = deque()
-        for chunk in chunks:
-            pending.append(pool.apply_async(tokenize_worker.encode_chunk, (chunk,)))
-            if len(pending) >= 4 * num_proc:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-
-def _eos_token_id(tokenizer_dir: Path) -> int:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tokenizer_dir).eos_token_id
-
-
-def _chunks(documents: Iterator[str]) -> Iterator[list[str]]:
-    chunk = []
-    for document in documents:
-        chunk.append(document)
-        if len(chunk) == CHUNK_DOCUMENTS:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def family_store(recipe: Recipe, plan, paths, prepared: str | None = None):
@@ -348,11 +303,10 @@ __all__ = [
     "blocks_needed",
     "family_store",
     "format_store",
+    "is_store_folder",
     "TokenStore",
-    "encode",
     "prepare_store",
     "read_manifest",
     "store_dtype",
     "store_request",
-    "write_blocks",
 ]

@@ -29,15 +29,19 @@ def load(tokenizer_dir: str | os.PathLike, eos_token_id: int, worker: bool = Fal
     _STATE["eos"] = eos_token_id
 
 
-def encode_chunk(chunk: list[str]) -> np.ndarray:
-    """The token ids of every document of `chunk`, each followed by EOS, as one int64 array."""
+def encode_chunk(chunk: list[str], ends: list[bool] | None = None) -> np.ndarray:
+    """The token ids of every text of `chunk`, each followed by EOS where `ends` says it ends a document (every one
+    by default), as one int64 array."""
     ids = _STATE["encode"](chunk)
-    out = np.empty(sum(len(i) for i in ids) + len(ids), dtype=np.int64)
+    ends = [True] * len(ids) if ends is None else ends
+    out = np.empty(sum(len(i) for i in ids) + sum(ends), dtype=np.int64)
     position = 0
-    for tokens in ids:
+    for tokens, end in zip(ids, ends, strict=True):
         out[position : position + len(tokens)] = tokens
-        out[position + len(tokens)] = _STATE["eos"]
-        position += len(tokens) + 1
+        position += len(tokens)
+        if end:
+            out[position] = _STATE["eos"]
+            position += 1
     return out
 
 

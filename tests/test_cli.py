@@ -67,15 +67,20 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert not (tmp_path / "out").exists()  # not DST, not its parent, no temp dir
 
 
-def test_non_empty_dst_needs_overwrite(tiny_checkpoint, tmp_path, capsys):
+def test_non_empty_dst_needs_overwrite_and_overwrite_replaces_only_a_grown_checkpoint(tiny_checkpoint, tmp_path, capsys):
     dst = tmp_path / "big"
-    dst.mkdir()
-    (dst / "keep.txt").write_text("mine")
-    assert main(["expand", str(tiny_checkpoint), str(dst), *GROW]) == 2
+    assert main(["expand", str(tiny_checkpoint), str(dst), *GROW]) == 0
+    stamp = (dst / "model.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["expand", str(tiny_checkpoint), str(dst), *GROW]) == 2  # our own output: needs --overwrite
     assert "exists and is not empty; pass --overwrite" in capsys.readouterr().err
-    assert [p.name for p in dst.iterdir()] == ["keep.txt"]
     assert main(["expand", str(tiny_checkpoint), str(dst), *GROW, "--overwrite"]) == 0
-    assert not (dst / "keep.txt").exists() and (dst / "model.safetensors").is_file()
+    assert (dst / "model.safetensors").stat().st_mtime_ns != stamp
+    (dst / "keep.txt").write_text("mine")  # now it also holds someone's file: never replaced
+    capsys.readouterr()
+    assert main(["expand", str(tiny_checkpoint), str(dst), *GROW, "--overwrite"]) == 2
+    assert "not a grown checkpoint of hf_progressive (config.json" in capsys.readouterr().err
+    assert (dst / "keep.txt").read_text() == "mine"
 
 
 def test_interrupted_expansion_leaves_no_dst_and_one_line(tiny_checkpoint, tmp_path, monkeypatch, capsys):
