@@ -90,7 +90,7 @@ def _build(plan: FamilyPlan, paths: FamilyPaths, max_steps, data, until, stage_o
     blocks, validation = store.train, [{"input_ids": ids, "labels": ids} for ids in as_ids(store.validation)]
     for member in pending:
         if member is not pending[0]:  # the first was checked before the ledger was written
-            BlockWindow(blocks, member.window).check_ids(plan.recipe.vocab_size, store.path)
+            _check_stage_data(plan, member, blocks, store.path)
         stage = _StageRun(plan, member, paths, *stage_options)
         record = stage.run(tokenizer, blocks, validation)
         if state.is_main_process:
@@ -114,8 +114,20 @@ def _pending(plan: FamilyPlan, paths: FamilyPaths, ledger: Ledger, until, store)
             check_member(paths, member.name)
     check_ids(store.validation, plan.recipe.vocab_size, store.path)
     if pending:
-        BlockWindow(store.train, pending[0].window).check_ids(plan.recipe.vocab_size, store.path)
+        _check_stage_data(plan, pending[0], store.train, store.path)
     return pending
+
+
+def _check_stage_data(plan: FamilyPlan, member: MemberPlan, blocks, where) -> None:
+    """Every id a stage reads must have an embedding row: its window, and the first batch of the next window (its
+    boundary loss), checked before the stage trains."""
+    vocab = plan.recipe.vocab_size
+    BlockWindow(blocks, member.window).check_ids(vocab, where)
+    following = [m for m in plan.members if m.parent == member.name]
+    if following:
+        window = BlockWindow(blocks, following[0].window)
+        rows = {window.block_index(i) % len(blocks) for i in range(min(plan.recipe.batch_size, len(window)))}
+        check_ids(blocks, vocab, where, [(row, row + 1) for row in sorted(rows)])
 
 
 def _check_tokenizer_identity(ledger: Ledger, store, paths: FamilyPaths) -> None:

@@ -76,7 +76,10 @@ class BuildArguments(PlanArguments):
     )
     training: list[str] | None = field(
         default=None,
-        metadata={"help": "TrainingArguments for every stage, over the recipe's training: (KEY=VALUE ...)."},
+        metadata={
+            "help": "TrainingArguments for every stage, over the recipe's training: (KEY=VALUE ...).",
+            "action": "extend",  # a repeated --training adds its pairs (and a key given twice is refused)
+        },
     )
     until: str | None = field(
         default=None,

@@ -265,7 +265,7 @@ def check_member(paths: FamilyPaths, name: str) -> None:
         check_weights(folder)
     except CheckpointError as error:
         raise CheckpointError(
-            f"member {name} is damaged ({str(error).removeprefix(str(folder) + ': ').rstrip('.')}); delete {folder} "
+            f"member {name} is damaged ({str(error).removeprefix(str(folder) + ': ').split('; ')[0]}); delete {folder} "
             f"and rerun build-family with --out {paths.root} to rebuild it."
         ) from None
 

@@ -44,6 +44,8 @@ def adopt_pretrained(recipe) -> None:
     """Check a `from:` recipe against its checkpoint and make the checkpoint's settings and tokenizer the family's
     (vocab_size, head_dim, tie_word_embeddings and tokenizer.path, in place). A setting the recipe gives itself must
     agree with the checkpoint: otherwise the ledger would keep a recipe the family does not follow."""
+    from .checkpoint import check_weights
+
     source = recipe.members[0].pretrained
     later = [k for k, member in enumerate(recipe.members) if k and member.pretrained is not None]
     if later:
@@ -54,6 +56,7 @@ def adopt_pretrained(recipe) -> None:
         raise RecipeError("members[0].from='': give a Llama checkpoint folder (or Hub id), or remove from:.")
     folder, config = _checkpoint(source)
     _check_given(recipe, source, config)
+    check_weights(folder, config)  # from the headers: a tensor the config does not have, a shape it does not give
     spec = recipe.tokenizer
     if spec.train_bpe or (spec.path and spec.path not in (source, folder)):
         raise RecipeError(
@@ -72,7 +75,9 @@ def adopt_pretrained(recipe) -> None:
 
 def _check_given(recipe, source: str, config) -> None:
     """Settings and first-member sizes the recipe writes itself must be the checkpoint's (they cannot change it)."""
-    top, first = _given(recipe)
+    from .recipe import written_fields
+
+    top, first = written_fields(recipe), written_fields(recipe, "members[0]")
     if "vocab_size" in top and recipe.vocab_size != config.vocab_size:
         relation = "exceeds" if config.vocab_size > recipe.vocab_size else "differs from"
         raise RecipeError(
@@ -97,25 +102,6 @@ def _check_given(recipe, source: str, config) -> None:
                 f"members[0].{name}={value!r}: the first member is the checkpoint {source!r} as it is "
                 f"({name}={getattr(config, name, 'its own size')!r}); remove it, and give sizes from members[1] on."
             )
-
-
-def _given(recipe) -> tuple[set, set]:
-    """The top-level fields and the first member's fields the recipe writes itself (from its YAML; for a recipe made
-    in code, the fields that differ from their defaults)."""
-    import dataclasses
-
-    import yaml
-
-    try:
-        data = yaml.safe_load(recipe.text) if recipe.text else None
-    except yaml.YAMLError:
-        data = None
-    if isinstance(data, dict) and isinstance(data.get("members"), list) and isinstance(data["members"][0], dict):
-        return set(data), set(data["members"][0])
-    defaults = {f.name: f.default for f in dataclasses.fields(recipe) if f.default is not dataclasses.MISSING}
-    top = {name for name, default in defaults.items() if getattr(recipe, name) != default}
-    first = {name for name in (*SIZE_KEYS, "params") if getattr(recipe.members[0], name) is not None}
-    return top, first
 
 
 def _check_tokenizer(folder: str, source: str, config) -> None:

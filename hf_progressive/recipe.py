@@ -351,6 +351,31 @@ def load_recipe(name_or_path: str, **overrides) -> Recipe:
     return _from_dict(Recipe, data, "")
 
 
+def written_fields(recipe: Recipe, section: str | None = None) -> set[str]:
+    """The fields `recipe` (or its `section`: "data", "members[0]", ...) writes itself, read from its YAML; for a
+    recipe made in code, the fields that differ from their defaults. What a recipe leaves out may come from elsewhere
+    (a token store, a pretrained checkpoint); what it writes must agree."""
+    try:
+        data = yaml.load(recipe.text, Loader=_Loader) if recipe.text else None
+    except yaml.YAMLError:
+        data = None
+    obj = recipe
+    for part in [] if section is None else section.replace("]", "").replace("[", ".").split("."):
+        data = data.get(part) if isinstance(data, dict) else data[int(part)] if isinstance(data, list) else None
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+    if isinstance(data, dict):
+        return set(data)
+    if recipe.text:  # the section is not in the YAML
+        return set()
+    return {f.name for f in dataclasses.fields(obj) if _differs(getattr(obj, f.name), f)}
+
+
+def _differs(value, spec: dataclasses.Field) -> bool:
+    if spec.default is not dataclasses.MISSING:
+        return value != spec.default
+    return spec.default_factory is dataclasses.MISSING or value != spec.default_factory()
+
+
 def shipped_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
@@ -364,5 +389,6 @@ __all__ = [
     "load_recipe",
     "member_configs",
     "shipped_recipes",
+    "written_fields",
     "solve_shape",
 ]

@@ -78,9 +78,7 @@ def check_training_keys(training: dict, where: str) -> None:
 def check_stage_arguments(args, processes: int, where: str = "training") -> None:
     """What the Trainer would only find out once it runs (after family.json is written), refused in one line now:
     negative worker counts, reporting integrations that are unknown or not installed, FSDP in a 1-process CPU run,
-    a DeepSpeed config that is not there, fp16 without a GPU."""
-    import importlib.util
-
+    fp16 without a GPU (a DeepSpeed config is checked by `_check_deepspeed` before the arguments are built)."""
     for name in ("dataloader_num_workers",):
         _require(getattr(args, name) >= 0, f"{where}.{name}", getattr(args, name), "use 0 or more")
     check_report_to(args.report_to, f"{where}.report_to")
@@ -89,16 +87,24 @@ def check_stage_arguments(args, processes: int, where: str = "training") -> None
             f"{where}.fsdp={args.fsdp!r}: FSDP shards a model over several processes on GPUs; remove it for a "
             "1-process CPU run, or launch on GPUs with accelerate launch / torchrun."
         )
-    if args.deepspeed:
-        if importlib.util.find_spec("deepspeed") is None:
-            raise RecipeError(f"{where}.deepspeed: DeepSpeed is not installed; pip install deepspeed, or remove it.")
-        if isinstance(args.deepspeed, str) and not os.path.isfile(args.deepspeed):
-            raise RecipeError(f"{where}.deepspeed={args.deepspeed!r}: no such file; give a DeepSpeed JSON config.")
     if args.fp16 and not torch.cuda.is_available():
         raise RecipeError(
             f"{where}.fp16=True: fp16 mixed precision needs a CUDA GPU and would be ignored here; remove it (bf16 "
             "runs on CPUs)."
         )
+
+
+def _check_deepspeed(config, where: str) -> None:
+    """A DeepSpeed config must be a mapping or an existing JSON file, and DeepSpeed installed (TrainingArguments
+    would otherwise fail inside its own __post_init__ with an import error)."""
+    import importlib.util
+
+    if not config:
+        return
+    if isinstance(config, str) and not os.path.isfile(config):
+        raise RecipeError(f"{where}={config!r}: no such file; give a DeepSpeed JSON config (or remove it).")
+    if importlib.util.find_spec("deepspeed") is None:
+        raise RecipeError(f"{where}: DeepSpeed is not installed; pip install deepspeed, or remove it.")
 
 
 def check_report_to(report_to, where: str = "--report-to") -> None:
@@ -219,6 +225,7 @@ def stage_arguments(plan, member, output_dir: str, processes: int, overrides: di
         "ddp_find_unused_parameters": False,
     }
     options = {**extra, **training_options(recipe, member.index, overrides)}
+    _check_deepspeed(options.get("deepspeed"), f"members[{member.index}].training.deepspeed")
     try:  # HfArgumentParser refuses keys TrainingArguments does not have; __post_init__ checks the values
         (args,) = HfArgumentParser(ProgressiveTrainingArguments).parse_dict({**owned, **options})
         return args

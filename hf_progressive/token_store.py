@@ -26,7 +26,7 @@ from .checkpoint import atomic_output_dir, folder_hash, write_json
 from .data import check_tokenizer, get_tokenizer, training_documents, validation_documents
 from .errors import DataError
 from .guard import check_replaceable, exclusive, only_entries, recipe_places
-from .recipe import HOLDOUT, DataSpec, Recipe
+from .recipe import HOLDOUT, Recipe, written_fields
 from .token_stream import TextTokens, TokenEstimate, encode, write_blocks
 
 
@@ -74,9 +74,8 @@ class TokenStore:
 
     def check(self, recipe: Recipe) -> None:
         """Refuse, in one line, a store made with another seq_len, tokenizer or data request than `recipe`'s, or
-        whose tokenizer files changed since. A recipe that names no data of its own (every `data:` field but
-        `prepared` left at its default) trains on the store as it was made (the ledger records the store's
-        request)."""
+        whose tokenizer files changed since. Each `data:` field the recipe writes must be the store's; the fields it
+        leaves out are the store's (the ledger records the store's request)."""
         made = self.manifest["request"]
         if made["seq_len"] != recipe.seq_len:
             raise DataError(
@@ -90,14 +89,14 @@ class TokenStore:
                 f"recipe's ({_describe(wanted['tokenizer'])}); prepare a store for this recipe (hf-progressive "
                 "prepare-data)."
             )
-        if wanted["data"] != default_data_request():
-            for key, value in wanted["data"].items():
-                if made["data"].get(key) != value:
-                    raise DataError(
-                        f"data.{key}={value!r}: the token store {self.path} was made with data.{key}="
-                        f"{made['data'].get(key)!r}; prepare a store for this recipe, or leave the recipe's data "
-                        "fields out to train on the store as it was made."
-                    )
+        for key in sorted(written_fields(recipe, "data") - {"prepared"}):
+            value = wanted["data"][key]
+            if made["data"].get(key) != value:
+                raise DataError(
+                    f"data.{key}={value!r}: the token store {self.path} was made with data.{key}="
+                    f"{made['data'].get(key)!r}; prepare a store for this recipe, or leave data.{key} out to train "
+                    "on the store as it was made."
+                )
         if folder_hash(self.tokenizer_dir) != self.manifest["tokenizer_hash"]:
             raise DataError(f"{self.path}: its tokenizer files changed since it was made; prepare the store again.")
 
@@ -105,11 +104,6 @@ class TokenStore:
     def data_request(self) -> dict:
         """The data fields the store was made from (sources, text field, shuffle, holdout, validation blocks)."""
         return dict(self.manifest["request"]["data"])
-
-
-def default_data_request() -> dict:
-    """The data part of a store request for a recipe that names no data of its own."""
-    return {k: v for k, v in dataclasses.asdict(DataSpec()).items() if k != "prepared"}
 
 
 def _describe(tokenizer: dict) -> str:

@@ -67,7 +67,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert not (tmp_path / "out").exists()  # not DST, not its parent, no temp dir
 
 
-def test_non_empty_dst_needs_overwrite_and_overwrite_replaces_only_a_grown_checkpoint(tiny_checkpoint, tmp_path, capsys):
+def test_overwrite_replaces_only_a_grown_checkpoint(tiny_checkpoint, tmp_path, capsys):
     dst = tmp_path / "big"
     assert main(["expand", str(tiny_checkpoint), str(dst), *GROW]) == 0
     stamp = (dst / "model.safetensors").stat().st_mtime_ns
