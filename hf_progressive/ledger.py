@@ -264,9 +264,10 @@ def check_member(paths: FamilyPaths, name: str) -> None:
     try:
         check_weights(folder)
     except CheckpointError as error:
+        problem = str(error).removeprefix(f"{folder}: ").split("; ")[0]
         raise CheckpointError(
-            f"member {name} is damaged ({str(error).removeprefix(str(folder) + ': ').split('; ')[0]}); delete {folder} "
-            f"and rerun build-family with --out {paths.root} to rebuild it."
+            f"member {name} is damaged ({problem}); delete {folder} and rerun build-family with --out {paths.root} "
+            "to rebuild it."
         ) from None
 
 
