@@ -34,7 +34,7 @@ from .ledger import FamilyPaths, Ledger, MemberRecord, build_lock, check_member,
 from .modeling_llama import GROWTH_FILE, ProgressiveLlamaForCausalLM
 from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from .pretrained import load_pretrained
-from .recipe import Recipe
+from .recipe import Recipe, first_difference
 from .stage_args import (
     check_report_to,
     check_stage_arguments,
@@ -389,9 +389,10 @@ def _open_ledger(paths: FamilyPaths, plan: FamilyPlan, max_steps: int | None) ->
     if key is None:
         return ledger
     if ledger.members or key == "recipe":
+        differs = first_difference(ledger.recipe_text, fresh.recipe_text) if key == "recipe_text" else None
+        what = f"recipe (field {differs})" if differs else f"{key} ({getattr(ledger, key)!r:.60})"
         raise CheckpointError(
-            f"{paths.root}: holds a family built with another {key} ({getattr(ledger, key)!r:.60}); "
-            "use a new --out, or delete it to start over."
+            f"{paths.root}: holds a family built with another {what}; use a new --out, or delete it to start over."
         )
     if process_state().is_main_process:
         logger.warning(f"{paths.root}: an unfinished build with another {key} (no member done); starting over")

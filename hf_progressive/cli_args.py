@@ -120,6 +120,8 @@ class CompareArguments(RecipeArguments):
 
     def __post_init__(self):
         positive(self, "max_steps_per_stage", "eval_limit")
+        if self.eval_limit is not None and not self.evaluate:
+            raise RecipeError(f"--eval-limit {self.eval_limit}: it limits --evaluate; add --evaluate or drop it.")
 
 
 def recipe_name(args: RecipeChoice, positional) -> str:

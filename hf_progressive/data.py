@@ -4,9 +4,11 @@ tokenizer (any HF tokenizer, or a byte-level BPE trained on the corpus), and han
 blocks. Tokenizing into blocks on disk is token_store.py's job."""
 
 import bisect
+import contextlib
 import glob
 import itertools
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,22 +50,51 @@ def iter_texts(spec: DataSpec, split: str, shuffle: bool = False) -> Iterator[st
     if shuffle and spec.shuffle_seed is not None:
         dataset = dataset.shuffle(seed=spec.shuffle_seed, buffer_size=spec.shuffle_buffer)
     field = spec.text_field if builder != "text" else "text"
-    documents, rows = 0, iter(dataset)
+    documents, rows, said = 0, iter(dataset), []
     while True:
         try:
-            row = next(rows)
+            with _datasets_log(said):
+                row = next(rows)
         except StopIteration:
             break
         except Exception as error:  # not JSON, wrong encoding, ...: surfaces while streaming
-            reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-            raise DataError(
-                f"data.{split}={source!r}: cannot be read as {builder or 'a dataset'} ({reason}); give a text, "
-                "JSONL, JSON, CSV or parquet corpus."
-            ) from None
-        yield _text(row, field, source, split)
+            raise _unreadable(error, said, source, split, builder, field) from None
+        yield _text(row, field, source, split, documents)
         documents += 1
     if not documents:
         raise DataError(f"data.{split}={source!r}: holds no documents; point it at a non-empty text corpus.")
+
+
+@contextlib.contextmanager
+def _datasets_log(said: list[str]) -> Iterator[None]:
+    """Keep what `datasets` logs while it reads (e.g. "Failed to load JSON from file 'b.jsonl'") in `said` instead
+    of printing it: our one-line error says it, naming the file."""
+    import logging
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            said.append(record.getMessage())
+
+    root = logging.getLogger("datasets")
+    handlers, propagate = root.handlers, root.propagate
+    root.handlers, root.propagate = [Keep()], False
+    try:
+        yield
+    finally:
+        root.handlers, root.propagate = handlers, propagate
+
+
+def _unreadable(error: Exception, said: list[str], source: str, split: str, builder, field: str) -> DataError:
+    """The one-line error for a corpus `datasets` failed to read: the file it names, and why."""
+    reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+    files = [m for line in said for m in re.findall(r"from file '([^']+)'", line)]
+    where = f" {files[-1]}:" if files and files[-1] != source else ""
+    if "cast" in reason.lower():
+        reason = f"{reason}: its files or rows disagree on their columns (is {field!r} in every row?)"
+    return DataError(
+        f"data.{split}={source!r}:{where} cannot be read as {builder or 'a dataset'} ({reason}); give a text, "
+        "JSONL, JSON, CSV or parquet corpus."
+    )
 
 
 def training_documents(spec: DataSpec) -> Iterator[str]:
@@ -84,12 +115,16 @@ def validation_documents(spec: DataSpec) -> Iterator[str]:
     return iter_texts(spec, "validation")
 
 
-def _text(row: dict, field: str, source: str, split: str) -> str:
+def _text(row: dict, field: str, source: str, split: str, index: int) -> str:
     if field not in row:
         raise DataError(f"data.text_field={field!r}: not a column of {source} (columns: {', '.join(row)}).")
+    if row[field] is None:
+        raise DataError(
+            f"data.{split}={source!r}: document {index} has no {field!r} (null or missing); every row needs text."
+        )
     if not isinstance(row[field], str):
         kind = type(row[field]).__name__
-        raise DataError(f"data.{split}={source!r}: column {field!r} holds {kind}, not text.")
+        raise DataError(f"data.{split}={source!r}: column {field!r} holds {kind}, not text (document {index}).")
     return row[field]
 
 

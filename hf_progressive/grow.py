@@ -23,7 +23,7 @@ from .checkpoint import (
     write_json,
 )
 from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, ExpansionError
 from .modeling_llama import GROWTH_FILE
 from .plan import DEFAULT_WIDTH, GrowthPlan
 from .streaming import check_room, output_guard, parse_size, write_expansion
@@ -78,6 +78,11 @@ class GrowArguments:
 def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = True) -> dict:
     """Grow checkpoint `src` (a folder, or a Hub id where the network allows) into `dst` as `args` says; returns the
     growth record (growth.json). DST appears, complete and verified, in one rename; on any failure it is unchanged."""
+    if not args.sizes():
+        raise ExpansionError(
+            "no target size: give at least one of --hidden-size, --intermediate-size, --num-hidden-layers, "
+            "--num-attention-heads, --num-key-value-heads (without one, expand would only copy SRC)."
+        )
     _check_apart(src, dst)
     guard = output_guard(src)
     prepare_output_dir(dst, args.overwrite, **guard)  # fail before any work
@@ -85,6 +90,11 @@ def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = Tr
     check_weights(src_dir)  # missing, truncated or mis-shaped source weights fail before anything is planned
     check_target_size(src_dir, dst, args)
     plan = plan_growth(src_dir, args)
+    if args.strict and not plan.function_preserving:
+        raise ExpansionError(
+            f"--strict: {args.method} to these sizes does not preserve the function by design (see `hf-progressive "
+            "demo`), so strict does not apply; drop --strict, or use function_preserving+identity."
+        )
     with atomic_output_dir(dst, args.overwrite, **guard) as tmp:
         write_expansion(src_dir, tmp, plan, args.max_shard_size, progress)
         growth = {**read_json(tmp / GROWTH_FILE), "parent": src}

@@ -26,6 +26,7 @@ WIDTH_METHODS = {"function_preserving": "fresh", "fpi": "random", "aki": "random
 # depth operator -> docstring of `_layer_sources`
 DEPTH_METHODS = ("identity", "interpolate", "stack")
 DEFAULT_WIDTH, DEFAULT_DEPTH = "function_preserving", "identity"
+MAX_NOISE_STD = 1.0  # noise as large as the weights' own spread: beyond it nothing of the parent survives
 # default paired noise (a fraction of each tensor's std) by width operator: copies of a unit start identical and,
 # fed identical gradients, would stay identical forever; paired noise (HyperCloning) breaks the tie and keeps the
 # function exactly (it sums to zero over each group of copies). Fresh units need none.
@@ -269,6 +270,11 @@ def _check_fixed_fields(src, dst) -> None:
 def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_layers: list[int] | None) -> None:
     if not (isinstance(noise_std, int | float) and 0 <= noise_std < math.inf):
         raise ExpansionError(f"noise_std={noise_std}: use a finite number >= 0 (a fraction of each tensor's std).")
+    if noise_std > MAX_NOISE_STD:
+        raise ExpansionError(
+            f"noise_std={noise_std}: it is a fraction of each tensor's std; above {MAX_NOISE_STD} the noise outweighs "
+            "the weights it perturbs (the default is 0.01)."
+        )
     if noise_std and width == "function_preserving":
         raise ExpansionError("noise_std: only copy-based width operators (fpi, aki, hypercloning) use paired noise.")
     if width == "hypercloning":

@@ -12,7 +12,7 @@ import yaml
 from .budget import MODES
 from .coerce import coerce
 from .errors import ExpansionError, RecipeError
-from .plan import parse_method
+from .plan import MAX_NOISE_STD, parse_method
 from .shapes import base_config, member_configs, solve_shape  # the last three re-exported
 
 
@@ -165,6 +165,7 @@ def _validate(recipe: Recipe) -> None:
         adopt_pretrained(recipe)  # before the tokenizer check: the checkpoint's tokenizer is the family's
     _validate_tokenizer(recipe)
     _validate_data(recipe.data)
+    _resolve_prepared(recipe)
     from .stage_args import validate_batches
 
     validate_batches(recipe)
@@ -187,8 +188,9 @@ def _validate_member(k: int, member: MemberSpec) -> None:
         raise RecipeError(f"members[{k}].method: {error}") from None
     if member.noise_std is not None:
         noise = member.noise_std
-        finite = isinstance(noise, int | float) and not isinstance(noise, bool) and 0 <= noise < float("inf")
-        _check(finite, f"members[{k}].noise_std", noise, "use a finite fraction >= 0 of each tensor's std")
+        finite = isinstance(noise, int | float) and not isinstance(noise, bool) and 0 <= noise <= MAX_NOISE_STD
+        fix = f"use a fraction in [0, {MAX_NOISE_STD}] of each tensor's std"
+        _check(finite, f"members[{k}].noise_std", noise, fix)
         _check(
             noise == 0 or width != "function_preserving",
             f"members[{k}].noise_std",
@@ -224,6 +226,16 @@ def _validate_data(data: DataSpec) -> None:
         data.holdout_documents,
         "with validation: holdout, hold out a positive number of documents" if holdout else "use 0 or more",
     )
+
+
+def _resolve_prepared(recipe: Recipe) -> None:
+    """A relative `data.prepared` names a store beside the recipe file (not wherever the command runs from)."""
+    prepared = recipe.data.prepared
+    if prepared is None:
+        return
+    _check(bool(str(prepared).strip()), "data.prepared", prepared, "give the token store folder, or remove it")
+    if recipe.source and not Path(prepared).is_absolute():
+        recipe.data.prepared = str(Path(recipe.source).parent / prepared)
 
 
 def _validate_optimizer(spec: OptimizerSpec) -> None:
@@ -370,6 +382,27 @@ def written_fields(recipe: Recipe, section: str | None = None) -> set[str]:
     return {f.name for f in dataclasses.fields(obj) if _differs(getattr(obj, f.name), f)}
 
 
+def first_difference(old_text: str | None, new_text: str | None) -> str | None:
+    """The first field (a dotted path) whose value differs between two recipe texts, as "path: old -> new", or None
+    when they differ only in layout and comments (or cannot be read)."""
+    try:
+        old, new = (_flat(yaml.load(text or "", Loader=_Loader)) for text in (old_text, new_text))
+    except yaml.YAMLError:
+        return None
+    for key in sorted(set(old) | set(new)):
+        if old.get(key, "(absent)") != new.get(key, "(absent)"):
+            return f"{key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
+    return None
+
+
+def _flat(value, path: str = "") -> dict:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{path}.{key}" if path else key).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{path}[{i}]").items()}
+    return {path: value}
+
+
 def _differs(value, spec: dataclasses.Field) -> bool:
     if spec.default is not dataclasses.MISSING:
         return value != spec.default
@@ -386,6 +419,7 @@ __all__ = [
     "Recipe",
     "RecipeError",
     "base_config",
+    "first_difference",
     "load_recipe",
     "member_configs",
     "shipped_recipes",

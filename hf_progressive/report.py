@@ -124,11 +124,18 @@ def write_report(
 
 def check_comparable(out: Path, other: Path) -> None:
     """A baseline or variant must be a build of the same recipe with the same members (one line otherwise)."""
-    ours, theirs = Ledger.read(out), Ledger.read(other)
+    if Path(other).resolve() == Path(out).resolve():
+        raise CheckpointError(f"{other}: is the family itself; give another build of its recipe as the baseline.")
+    ours, theirs = Ledger.read(out), read_family(other)
     if theirs.recipe != ours.recipe or list(theirs.members) != list(ours.members):
         raise CheckpointError(
             f"{other}: a build of recipe {theirs.recipe!r} with members {list(theirs.members)}, not comparable with "
             f"{out} ({ours.recipe!r}: {list(ours.members)}); compare builds of the same recipe."
+        )
+    if theirs.max_steps != ours.max_steps:
+        raise CheckpointError(
+            f"{other}: built with --max-steps-per-stage {theirs.max_steps}, {out} with {ours.max_steps}; compare "
+            "builds of the same budget."
         )
 
 

@@ -114,8 +114,10 @@ def _describe(tokenizer: dict) -> str:
 
 def _memmap(file: Path, dtype: str, n_blocks: int, seq_len: int) -> np.ndarray:
     expected = n_blocks * seq_len * np.dtype(dtype).itemsize
-    if not file.is_file() or file.stat().st_size != expected:
-        size = file.stat().st_size if file.is_file() else "no file"
+    if not file.is_file():
+        raise DataError(f"{file}: missing (the manifest promises {expected} bytes); prepare the store again.")
+    if file.stat().st_size != expected:
+        size = file.stat().st_size
         raise DataError(f"{file}: {size} bytes, the manifest promises {expected}; prepare the store again.")
     return np.memmap(file, dtype=dtype, mode="r", shape=(n_blocks, seq_len))
 
@@ -124,6 +126,8 @@ def read_manifest(path: Path) -> dict:
     """The manifest of store `path`; one-line `DataError` for a missing, damaged or foreign one."""
     if path.exists() and not path.is_dir():
         raise DataError(f"{path}: a file, not a token store folder; pass the folder prepare-data wrote.")
+    if not path.exists():
+        raise DataError(f"{path}: no such token store folder; run hf-progressive prepare-data --out {path} first.")
     try:
         manifest = json.loads((path / MANIFEST).read_text())
     except FileNotFoundError:
@@ -269,7 +273,7 @@ def family_store(recipe: Recipe, plan, paths, prepared: str | None = None):
     store.check(recipe)
     if len(store.train) < needed and state.is_main_process:
         logger.warning(
-            f"{store.path}: holds {len(store.train):,} blocks of {recipe.seq_len} tokens but the plan reads "
+            f"{store.path}: holds {_count(len(store.train), 'block')} of {recipe.seq_len} tokens but the plan reads "
             f"{needed:,}: stages wrap around and read the data {needed / len(store.train):.2f} times"
         )
     tokenizer = AutoTokenizer.from_pretrained(store.tokenizer_dir)
@@ -282,10 +286,14 @@ def format_store(store: TokenStore) -> str:
     m = store.manifest
     tokens = m["train_blocks"] * m["seq_len"]
     return (
-        f"token store {store.path}: {m['train_blocks']:,} training blocks ({tokens:,} tokens) and "
-        f"{m['validation_blocks']:,} validation blocks of {m['seq_len']} tokens, {m['dtype']}; "
+        f"token store {store.path}: {_count(m['train_blocks'], 'training block')} ({tokens:,} tokens) and "
+        f"{_count(m['validation_blocks'], 'validation block')} of {m['seq_len']} tokens, {m['dtype']}; "
         f"build with: hf-progressive build-family RECIPE --data {store.path}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def blocks_needed(plan) -> int:

@@ -32,9 +32,10 @@ def _assert_refused(argv: list[str], capsys, fragment: str, *roots: Path) -> Non
     capsys.readouterr()
     assert main(argv) == 2
     captured = capsys.readouterr()
-    assert captured.err.count("\n") == 1, captured.err
-    assert captured.err.startswith(f"hf-progressive {argv[0]}: error: "), captured.err
-    assert fragment in captured.err and "Traceback" not in captured.err + captured.out, captured.err
+    lines = [line for line in captured.err.split("\n") if line and "\r" not in line]  # progress bars of work done
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"hf-progressive {argv[0]}: error: "), captured.err
+    assert fragment in lines[0] and "Traceback" not in captured.err + captured.out, captured.err
     assert [snapshot(root) for root in roots] == before
 
 
@@ -233,7 +234,9 @@ def _other_corpus_store(tmp: Path) -> Path:
         "validation": str(corpus / "validation.jsonl"),
         "validation_blocks": 4,
     }
-    prepare_store(load_recipe(_recipe(tmp, "other.yaml", data=data)), tmp / "other-store", 2000, progress=False)
+    prepare_store(
+        load_recipe(_recipe(tmp, "other.yaml", data=data)), tmp / "other-store", max_tokens=2000, progress=False
+    )
     return tmp / "other-store"
 
 
@@ -253,8 +256,8 @@ def test_a_family_never_mixes_tokenizers(one_member, tmp_path, capsys, swap):
     before = snapshot(out / "members")
     capsys.readouterr()
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "is not the one" in err and "every member shares one tokenizer" in err, err
+    errors = [line for line in capsys.readouterr().err.split("\n") if "error:" in line]  # progress bars aside
+    assert len(errors) == 1 and "is not the one" in errors[0] and "every member shares one tokenizer" in errors[0]
     assert snapshot(out / "members") == before
 
 
@@ -772,3 +775,213 @@ def test_expand_drops_legacy_rotary_buffers(tiny_checkpoint, tmp_path):
         tmp_path, tiny_checkpoint, lambda f: _edit_weights(f, **{"model.rotary_emb.inv_freq": torch.ones(4)})
     )
     assert main(["expand", str(source), str(tmp_path / "big"), "--hidden-size", "64"]) == 0
+
+
+# ---- the LOW list: one line each ---------------------------------------------------------------------------------
+
+
+def _store_of(tmp: Path, name: str = "store", **changes) -> Path:
+    from hf_progressive.recipe import load_recipe
+    from hf_progressive.token_store import prepare_store
+
+    recipe = load_recipe(_recipe(tmp, f"{name}.yaml", **changes))
+    return prepare_store(recipe, tmp / name, max_tokens=640, progress=False).path
+
+
+def _without(store: Path, name: str) -> Path:
+    (store / name).unlink()
+    return store
+
+
+def _glob_with_a_bad_file(tmp: Path) -> str:
+    folder = _corpus(tmp, documents=20)
+    (folder / "b.jsonl").write_text('{"text": "fine"}\n{"text": broken\n')
+    return str(folder / "*.jsonl")
+
+
+def _null_text(tmp: Path) -> str:
+    (tmp / "n.jsonl").write_text('{"text": "a document"}\n' * 3 + '{"text": null}\n')
+    return str(tmp / "n.jsonl")
+
+
+def _partial_baseline(tmp: Path, family: Path) -> Path:
+    other = Path(shutil.copytree(family, tmp / "other"))
+    ledger = json.loads((other / "family.json").read_text())
+    (other / "family.json").write_text(json.dumps({**ledger, "max_steps": 7}))
+    return other
+
+
+LOW_CASES = [  # (id, argv builder (tmp, checkpoint, family), fragment, fragment that must be absent)
+    (
+        "BPE mismatch names both tokenizers",
+        lambda t, c, f: [
+            "build-family",
+            _recipe(t),
+            "--out",
+            str(t / "o"),
+            "--data",
+            str(_store_of(t, tokenizer={"train_bpe": True, "bpe_training_chars": 100_000})),
+        ],
+        "trained on 100,000 characters) than the recipe's (BPE of vocab 512 trained on 200,000",
+        None,
+    ),
+    ("unknown field list", lambda t, c, f: ["plan", _recipe(t, sequence_len=3)], "known fields here", "source"),
+    (
+        "carry with SGD",
+        lambda t, c, f: ["build-family", _recipe(t, optimizer={"at_growth": "carry"}, training={"optim": "sgd"})],
+        "optim='sgd'",
+        "OptimizerNames",
+    ),
+    (
+        "--strict on a copy-based growth",
+        lambda t, c, f: ["expand", str(c), str(t / "big"), "--hidden-size", "48", "--method", "fpi", "--strict"],
+        "strict does not apply",
+        None,
+    ),
+    (
+        "noise_std 1e6 in a recipe",
+        lambda t, c, f: ["plan", _recipe(t, members=[SMALL, {**BIG, "method": "fpi", "noise_std": 1e6}])],
+        "noise_std=1000000.0",
+        None,
+    ),
+    (
+        "--noise-std 1e6",
+        lambda t, c, f: [
+            "expand",
+            str(c),
+            str(t / "big"),
+            "--hidden-size",
+            "64",
+            "--method",
+            "fpi",
+            "--noise-std",
+            "1e6",
+        ],
+        "outweighs the weights",
+        None,
+    ),
+    ("expand without a size", lambda t, c, f: ["expand", str(c), str(t / "big")], "no target size", None),
+    (
+        "report --baseline itself",
+        lambda t, c, f: ["report", str(f), "--baseline", str(f)],
+        "is the family itself",
+        None,
+    ),
+    (
+        "report --baseline of another budget",
+        lambda t, c, f: ["report", str(f), "--baseline", str(_partial_baseline(t, f))],
+        "--max-steps-per-stage 7",
+        None,
+    ),
+    (
+        "compare --eval-limit without --evaluate",
+        lambda t, c, f: ["compare", _recipe(t), "--out", str(t / "c"), "--eval-limit", "3"],
+        "add --evaluate",
+        None,
+    ),
+    (
+        "store without validation.bin",
+        lambda t, c, f: [
+            "build-family",
+            _recipe(t),
+            "--out",
+            str(t / "o"),
+            "--data",
+            str(_without(_store_of(t), "validation.bin")),
+        ],
+        "validation.bin: missing",
+        "no file",
+    ),
+    (
+        "--data folder missing",
+        lambda t, c, f: ["build-family", _recipe(t), "--out", str(t / "o"), "--data", str(t / "nope")],
+        "no such token store folder",
+        None,
+    ),
+    (
+        "a bad file in a glob",
+        lambda t, c, f: ["prepare-data", _recipe(t, data={"train": _glob_with_a_bad_file(t)}), "--out", str(t / "s")],
+        "b.jsonl: cannot be read as json",
+        "Failed to load JSON",
+    ),
+    (
+        "a row without text",
+        lambda t, c, f: ["prepare-data", _recipe(t, data={"train": _null_text(t)}), "--out", str(t / "s")],
+        "document 3 has no 'text'",
+        "NoneType",
+    ),
+    (
+        "resume with another recipe text",
+        lambda t, c, f: [
+            "build-family",
+            _recipe(t, lr={"warmup_ratio": 0.1}),
+            "--out",
+            str(shutil.copytree(f, t / "fam")),
+        ],
+        "another recipe (field lr.warmup_ratio: 0.0 -> 0.1)",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize("make_argv, fragment, absent", [r[1:] for r in LOW_CASES], ids=[r[0] for r in LOW_CASES])
+def test_low_list_one_line_each(tiny_checkpoint, tiny_family, tmp_path, capsys, make_argv, fragment, absent):
+    argv = make_argv(tmp_path, tiny_checkpoint, tiny_family[0])
+    _assert_refused(argv, capsys, fragment, tmp_path, tiny_family[0], tiny_checkpoint)
+    if absent:
+        capsys.readouterr()
+        main(argv)
+        assert absent not in capsys.readouterr().err
+
+
+def test_low_list_what_now_works(tiny_checkpoint, tiny_family, tmp_path, capsys):
+    """--max-shard-size in KiB, a relative data.prepared beside its recipe, singular counts, a partial family said
+    to be partial, and no passes note when no stage repeated data."""
+    assert (
+        main(
+            ["expand", str(tiny_checkpoint), str(tmp_path / "big"), "--hidden-size", "64", "--max-shard-size", "10KiB"]
+        )
+        == 0
+    )
+    assert len(list((tmp_path / "big").glob("model-*.safetensors"))) > 1
+    store = _store_of(tmp_path, data={"validation_blocks": 1})
+    (tmp_path / "elsewhere").mkdir()
+    recipe = Path(_recipe(tmp_path, folder="recipes", data={"prepared": "../store"}))
+    os.chdir(tmp_path / "elsewhere")  # restored by pytest's own cwd handling below
+    try:
+        capsys.readouterr()
+        assert (
+            main(
+                [
+                    "build-family",
+                    str(recipe),
+                    "--out",
+                    str(tmp_path / "o"),
+                    "--max-steps-per-stage",
+                    "1",
+                    "--until",
+                    "1",
+                ]
+            )
+            == 0
+        )
+    finally:
+        os.chdir(Path(__file__).parent.parent)
+    printed = capsys.readouterr()
+    assert json.loads((tmp_path / "o" / "family.json").read_text())["data"]["store"] == str(store.resolve())
+    assert "passes > 1" not in printed.out and "PARTIAL: 1 of 2 members built" in printed.out
+    assert "PARTIAL: 1 of 2 members built" in (tmp_path / "o" / "report.md").read_text()
+    assert (
+        main(
+            [
+                "prepare-data",
+                _recipe(tmp_path, "one.yaml", data={"validation_blocks": 1}),
+                "--out",
+                str(tmp_path / "s1"),
+                "--max-tokens",
+                "640",
+            ]
+        )
+        == 0
+    )
+    assert "and 1 validation block of 32 tokens" in capsys.readouterr().out
