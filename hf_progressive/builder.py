@@ -34,7 +34,8 @@ from .ledger import FamilyPaths, Ledger, MemberRecord, build_lock, check_member,
 from .modeling_llama import GROWTH_FILE, ProgressiveLlamaForCausalLM
 from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from .pretrained import load_pretrained
-from .recipe import Recipe, first_difference
+from .recipe import Recipe
+from .recipe_text import first_difference
 from .stage_args import (
     check_report_to,
     check_stage_arguments,
@@ -81,7 +82,7 @@ def _build(plan: FamilyPlan, paths: FamilyPaths, max_steps, data, until, stage_o
         for stale in paths.members.glob(".*.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
     tokenizer, store = family_store(plan.recipe, plan, paths, data)  # the store carries its own identity
-    _check_tokenizer_identity(ledger, store, paths)
+    ledger.fix_tokenizer(store.manifest["tokenizer_hash"], store.path)
     ledger.data = {**store.data_request, "store": paths.relative(store.path)}  # what was trained on
     pending = _pending(plan, paths, ledger, until, store)
     if state.is_main_process:
@@ -128,19 +129,6 @@ def _check_stage_data(plan: FamilyPlan, member: MemberPlan, blocks, where) -> No
         window = BlockWindow(blocks, following[0].window)
         rows = {window.block_index(i) % len(blocks) for i in range(min(plan.recipe.batch_size, len(window)))}
         check_ids(blocks, vocab, where, [(row, row + 1) for row in sorted(rows)])
-
-
-def _check_tokenizer_identity(ledger: Ledger, store, paths: FamilyPaths) -> None:
-    """Every member of a family shares one tokenizer: the store's tokenizer hash is recorded at the first stage, and
-    a later launch with a store of another tokenizer (e.g. a BPE learnt on another corpus) is refused."""
-    digest = store.manifest["tokenizer_hash"]
-    if ledger.tokenizer_hash not in (None, digest):
-        raise CheckpointError(
-            f"{store.path}: its tokenizer (sha256 {digest[:12]}) is not the one {paths.root} was built with "
-            f"({ledger.tokenizer_hash[:12]}); every member shares one tokenizer: use the token store the family "
-            "started with, or a new --out."
-        )
-    ledger.tokenizer_hash = digest
 
 
 def _check_options(plan: FamilyPlan, paths: FamilyPaths, training: dict | None, report_to, until) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .checkpoint import write_json
 from .coerce import coerce
-from .errors import CheckpointError, HfProgressiveError, RecipeError
+from .errors import CheckpointError, RecipeError
 from .guard import exclusive, is_own_temp
 from .modeling_llama import GROWTH_FILE
 
@@ -191,6 +191,17 @@ class Ledger:
             "saving": 1 - flops / independent if independent else 0.0,
         }
 
+    def fix_tokenizer(self, digest: str, store: str | os.PathLike) -> None:
+        """Every member of a family shares one tokenizer: the hash of the token store's tokenizer is recorded at the
+        first stage, and a later store of another tokenizer (e.g. a BPE learnt on another corpus) is refused."""
+        if self.tokenizer_hash not in (None, digest):
+            raise CheckpointError(
+                f"{store}: its tokenizer (sha256 {digest[:12]}) is not the one this family was built with "
+                f"({self.tokenizer_hash[:12]}); every member shares one tokenizer: use the token store the family "
+                "started with, or a new --out."
+            )
+        self.tokenizer_hash = digest
+
     def identity_mismatch(self, other: "Ledger") -> str | None:
         """The first identity field on which `other` differs, or None."""
         return next((key for key in self.IDENTITY if getattr(self, key) != getattr(other, key)), None)
@@ -251,8 +262,8 @@ def _typed(cls, data: dict, where: str):
 
 
 def check_member(paths: FamilyPaths, name: str) -> None:
-    """Refuse, in one line, a member the ledger lists whose folder is missing or whose weights are damaged
-    (truncated, or not of its own config: another member's copied in)."""
+    """Refuse, in one line, a member the ledger lists whose folder is missing, whose weights are damaged (truncated,
+    or not of its own config: another member's copied in) or whose training log is gone (the report reads it)."""
     from .checkpoint import check_weights
 
     folder = paths.member(name)
@@ -263,6 +274,8 @@ def check_member(paths: FamilyPaths, name: str) -> None:
         )
     try:
         check_weights(folder)
+        if not paths.training_log(name).is_file():
+            raise CheckpointError(f"{folder}: {TRAINING_LOG_FILE} missing")
     except CheckpointError as error:
         problem = str(error).removeprefix(f"{folder}: ").split("; ")[0]
         raise CheckpointError(
@@ -308,16 +321,11 @@ def check_out(out: str | os.PathLike) -> None:
 
 
 def _is_own_store(paths: FamilyPaths, path: Path) -> bool:
-    """OUT/data holding a token store: it carries its own identity (checked before use), so it may come first."""
-    from .token_store import read_manifest
+    """OUT/data holding a token store (it carries its own identity, checked before use, so it may come first), or
+    still empty (a preparation killed while it held the store's lock)."""
+    from .token_store import is_store_folder
 
-    if path != paths.data:
-        return False
-    try:
-        read_manifest(path)
-    except HfProgressiveError:  # not a store
-        return False
-    return True
+    return path == paths.data and path.is_dir() and (is_store_folder(path) or not any(path.iterdir()))
 
 
 def build_lock(out: str | os.PathLike):

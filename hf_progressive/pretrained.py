@@ -75,7 +75,7 @@ def adopt_pretrained(recipe) -> None:
 
 def _check_given(recipe, source: str, config) -> None:
     """Settings and first-member sizes the recipe writes itself must be the checkpoint's (they cannot change it)."""
-    from .recipe import written_fields
+    from .recipe_text import written_fields
 
     top, first = written_fields(recipe), written_fields(recipe, "members[0]")
     if "vocab_size" in top and recipe.vocab_size != config.vocab_size:

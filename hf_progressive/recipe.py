@@ -2,7 +2,6 @@
 the value and the fix. Shipped recipes live in hf_progressive/recipes/*.yaml (`--recipe tiny` finds them)."""
 
 import dataclasses
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from .budget import MODES
 from .coerce import coerce
 from .errors import ExpansionError, RecipeError
 from .plan import MAX_NOISE_STD, parse_method
+from .recipe_text import YamlLoader
 from .shapes import base_config, member_configs, solve_shape  # the last three re-exported
 
 
@@ -326,20 +326,6 @@ def _from_dict(cls, data, where: str):
     return cls(**kwargs)
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML (YAML 1.1) reads 3e-3 and 1e6 as strings; users mean numbers (YAML 1.2 agrees)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$|"
-        + r"^[-+]?(?:[0-9][0-9_]*)\.[0-9_]*$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
-    ),
-    list("-+0123456789."),
-)
-
-
 def load_recipe(name_or_path: str, **overrides) -> Recipe:
     """A shipped recipe by name (`tiny`) or a YAML file; `overrides` replace top-level fields (e.g. mode)."""
     path = Path(name_or_path)
@@ -350,7 +336,7 @@ def load_recipe(name_or_path: str, **overrides) -> Recipe:
         raise RecipeError(f"recipe {name_or_path!r}: no such file and no shipped recipe (shipped: {shipped}).")
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=_Loader) or {}
+        data = yaml.load(text, Loader=YamlLoader) or {}
     except UnicodeDecodeError as error:
         raise RecipeError(
             f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8."
@@ -363,52 +349,6 @@ def load_recipe(name_or_path: str, **overrides) -> Recipe:
     return _from_dict(Recipe, data, "")
 
 
-def written_fields(recipe: Recipe, section: str | None = None) -> set[str]:
-    """The fields `recipe` (or its `section`: "data", "members[0]", ...) writes itself, read from its YAML; for a
-    recipe made in code, the fields that differ from their defaults. What a recipe leaves out may come from elsewhere
-    (a token store, a pretrained checkpoint); what it writes must agree."""
-    try:
-        data = yaml.load(recipe.text, Loader=_Loader) if recipe.text else None
-    except yaml.YAMLError:
-        data = None
-    obj = recipe
-    for part in [] if section is None else section.replace("]", "").replace("[", ".").split("."):
-        data = data.get(part) if isinstance(data, dict) else data[int(part)] if isinstance(data, list) else None
-        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
-    if isinstance(data, dict):
-        return set(data)
-    if recipe.text:  # the section is not in the YAML
-        return set()
-    return {f.name for f in dataclasses.fields(obj) if _differs(getattr(obj, f.name), f)}
-
-
-def first_difference(old_text: str | None, new_text: str | None) -> str | None:
-    """The first field (a dotted path) whose value differs between two recipe texts, as "path: old -> new", or None
-    when they differ only in layout and comments (or cannot be read)."""
-    try:
-        old, new = (_flat(yaml.load(text or "", Loader=_Loader)) for text in (old_text, new_text))
-    except yaml.YAMLError:
-        return None
-    for key in sorted(set(old) | set(new)):
-        if old.get(key, "(absent)") != new.get(key, "(absent)"):
-            return f"{key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
-    return None
-
-
-def _flat(value, path: str = "") -> dict:
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _flat(item, f"{path}.{key}" if path else key).items()}
-    if isinstance(value, list):
-        return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{path}[{i}]").items()}
-    return {path: value}
-
-
-def _differs(value, spec: dataclasses.Field) -> bool:
-    if spec.default is not dataclasses.MISSING:
-        return value != spec.default
-    return spec.default_factory is dataclasses.MISSING or value != spec.default_factory()
-
-
 def shipped_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
@@ -419,10 +359,8 @@ __all__ = [
     "Recipe",
     "RecipeError",
     "base_config",
-    "first_difference",
     "load_recipe",
     "member_configs",
     "shipped_recipes",
-    "written_fields",
     "solve_shape",
 ]

@@ -111,8 +111,11 @@ def write_report(
     if evals:
         plots["eval.png"] = plot_eval({label: e["members"] for label, e in evals.items()})
     report_dir.mkdir(parents=True, exist_ok=True)
+    import matplotlib.pyplot as plt
+
     for name, figure in plots.items():
         figure.savefig(report_dir / name, dpi=120, bbox_inches="tight")
+        plt.close(figure)  # pyplot keeps every figure open otherwise (a long process would hold them all)
     from .report_text import render
 
     equal = {_label(p): equal_loss_savings(p, Path(baseline)) for p in paths[:-1]} if baseline else {}

@@ -78,7 +78,10 @@ def check_training_keys(training: dict, where: str) -> None:
 def check_stage_arguments(args, processes: int, where: str = "training") -> None:
     """What the Trainer would only find out once it runs (after family.json is written), refused in one line now:
     negative worker counts, reporting integrations that are unknown or not installed, FSDP in a 1-process CPU run,
-    fp16 without a GPU (a DeepSpeed config is checked by `_check_deepspeed` before the arguments are built)."""
+    fp16 without a GPU, an optimizer that cannot be built, liger kernels that are not installed (a DeepSpeed config
+    is checked by `_check_deepspeed` before the arguments are built)."""
+    import importlib.util
+
     for name in ("dataloader_num_workers",):
         _require(getattr(args, name) >= 0, f"{where}.{name}", getattr(args, name), "use 0 or more")
     check_report_to(args.report_to, f"{where}.report_to")
@@ -87,11 +90,29 @@ def check_stage_arguments(args, processes: int, where: str = "training") -> None
             f"{where}.fsdp={args.fsdp!r}: FSDP shards a model over several processes on GPUs; remove it for a "
             "1-process CPU run, or launch on GPUs with accelerate launch / torchrun."
         )
+    _check_optimizer(args, where)
+    if args.use_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+        raise RecipeError(f"{where}.use_liger_kernel: liger-kernel is not installed; pip install liger-kernel.")
     if args.fp16 and not torch.cuda.is_available():
         raise RecipeError(
             f"{where}.fp16=True: fp16 mixed precision needs a CUDA GPU and would be ignored here; remove it (bf16 "
             "runs on CPUs)."
         )
+
+
+def _check_optimizer(args, where: str) -> None:
+    """The optimizer the Trainer would build: its package installed, its `optim_args` readable and accepted (a
+    torch optimizer is built once on a dummy parameter). The Trainer only finds out when a stage starts."""
+    from transformers import Trainer
+
+    optim = getattr(args.optim, "value", args.optim)
+    try:
+        cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+        if getattr(cls, "__module__", "").startswith("torch.optim"):
+            cls([torch.nn.Parameter(torch.zeros(1))], **kwargs)
+    except (ImportError, ValueError, TypeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise RecipeError(f"{where}.optim={optim!r} (optim_args={args.optim_args!r}): {reason}.") from None
 
 
 def _check_deepspeed(config, where: str) -> None:

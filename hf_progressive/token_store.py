@@ -26,7 +26,8 @@ from .checkpoint import atomic_output_dir, folder_hash, write_json
 from .data import check_tokenizer, get_tokenizer, training_documents, validation_documents
 from .errors import DataError
 from .guard import check_replaceable, exclusive, only_entries, recipe_places
-from .recipe import HOLDOUT, Recipe, written_fields
+from .recipe import HOLDOUT, Recipe
+from .recipe_text import written_fields
 from .token_stream import TextTokens, TokenEstimate, encode, write_blocks
 
 

@@ -320,7 +320,8 @@ def test_our_own_temp_leftovers_never_make_out_foreign(tmp_path, leftover):
 
 def test_a_build_after_a_kill_during_the_first_data_preparation(tmp_path):
     out = tmp_path / "out"
-    (out / ".data.tmp-999999999-abc").mkdir(parents=True)  # a killed prepare of OUT/data (its pid is gone)
+    (out / "data").mkdir(parents=True)  # the store folder a killed preparation held its lock on, still empty
+    (out / ".data.tmp-999999999-abc").mkdir(parents=True)  # ... and its temp folder (its pid is gone)
     (out / ".data.tmp-999999999-abc" / "train.bin").write_bytes(b"\0" * 64)
     argv = ["build-family", _recipe(tmp_path), "--out", str(out), "--max-steps-per-stage", "1", "--until", "1"]
     assert main(argv) == 0
@@ -459,6 +460,9 @@ TRAINING_CASES = [  # (id, training: mapping or --training pairs, fragment)
     ("fp16 on a CPU", {"fp16": True}, "fp16 mixed precision needs a CUDA GPU"),
     ("dataloader_num_workers: two", {"dataloader_num_workers": "two"}, "expected an integer, got 'two'"),
     ("optim: magic", {"optim": "magic"}, "magic is not a valid OptimizerNames"),
+    ("optimizer package missing", {"optim": "adamw_bnb_8bit"}, "install `bitsandbytes`"),
+    ("optim_args not KEY=VALUE", {"optim_args": "a"}, "optim_args='a'"),
+    ("liger kernel missing", {"use_liger_kernel": True}, "liger-kernel is not installed"),
     ("push_to_hub", {"push_to_hub": True}, "hf-progressive push"),
     ("hub_model_id", {"hub_model_id": "org/x"}, "hf-progressive push"),
     ("hub_strategy", {"hub_strategy": "end"}, "hf-progressive push"),
@@ -660,6 +664,11 @@ def _ledger_field(out: Path, member_field: str, value) -> None:
     (out / "family.json").write_text(json.dumps(ledger))
 
 
+def _ledger_top(out: Path, **fields) -> None:
+    ledger = json.loads((out / "family.json").read_text())
+    (out / "family.json").write_text(json.dumps({**ledger, **fields}))
+
+
 def _members(out: Path) -> list[Path]:
     return [out / "members" / name for name in json.loads((out / "family.json").read_text())["members"]]
 
@@ -680,6 +689,9 @@ DAMAGES = {  # name -> (change to a copy of the family, fragment)
     "truncated weights": (_truncate, "is damaged"),
     "another member's weights": (_swap_weights, "is damaged (9 tensors a Llama of this config does not have"),
     "deleted member folder": (lambda o: shutil.rmtree(_members(o)[0]), "is in family.json but its folder"),
+    "deleted training log": (lambda o: (_members(o)[1] / "training_log.json").unlink(), "training_log.json missing"),
+    "members not a mapping": (lambda o: _ledger_top(o, members=[1, 2]), "not a valid ledger"),
+    "a member record not a mapping": (lambda o: _ledger_top(o, members={"m0": 3}), "not a valid ledger"),
 }
 READERS = {
     "report": lambda o: ["report", str(o)],
