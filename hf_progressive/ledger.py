@@ -274,7 +274,7 @@ def check_member(paths: FamilyPaths, name: str) -> None:
         )
     try:
         check_weights(folder)
-        if not paths.training_log(name).is_file():
+        if not paths.training_log(name).exists():
             raise CheckpointError(f"{folder}: {TRAINING_LOG_FILE} missing")
     except CheckpointError as error:
         problem = str(error).removeprefix(f"{folder}: ").split("; ")[0]
