@@ -188,8 +188,9 @@ def main() -> None:
     if args.ceiling_only:  # after a full run, on an idle machine: the ceiling and the window opening again
         return remeasure(args.work)
     args.work.mkdir(parents=True, exist_ok=True)
-    from hf_progressive.data import iter_texts, train_bpe
-    from hf_progressive.recipe import DataSpec
+    from hf_progressive.data_spec import DataSpec
+    from hf_progressive.documents import iter_texts
+    from hf_progressive.tokenizer import train_bpe
 
     tokenizer = args.work / "tokenizer"
     if not tokenizer.is_dir():

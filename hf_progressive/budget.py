@@ -15,26 +15,11 @@ import math
 from dataclasses import dataclass
 
 from .errors import RecipeError
+from .sizes import parameter_counts
 
 
 MODES = ("independent", "progressive", "progressive_fixed_data")
 CHINCHILLA_TOKENS_PER_PARAM = 20
-
-
-def parameter_counts(config) -> dict[str, int]:
-    """`total` (as `model.num_parameters()`), `non_embedding` (minus the embedding table(s)) and `matmul`."""
-    d, ffn, layers, vocab = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
-    q, kv = config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim
-    attn = d * q * 2 + d * kv * 2 + (q + 2 * kv + d if config.attention_bias else 0)
-    mlp = 3 * d * ffn + (2 * ffn + d if config.mlp_bias else 0)
-    per_layer = attn + mlp + 2 * d
-    embeddings = vocab * d * (1 if config.tie_word_embeddings else 2)
-    non_embedding = layers * per_layer + d
-    return {
-        "total": non_embedding + embeddings,
-        "non_embedding": non_embedding,
-        "matmul": non_embedding + vocab * d,  # the output head is a matmul; the input lookup is not
-    }
 
 
 def flops_per_token(config, seq_len: int) -> int:

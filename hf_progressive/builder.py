@@ -14,6 +14,7 @@ import torch
 from transformers import TrainerCallback, set_seed
 from transformers.utils import logging
 
+from .blocks import BlockWindow, as_ids, check_ids
 from .budget import stage_flops_per_token
 from .checkpoint import (
     check_writable,
@@ -24,26 +25,21 @@ from .checkpoint import (
     write_atomic,
     write_json,
 )
-from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
-from .data import BlockWindow, as_ids, check_ids
+from .configuration_llama import ProgressiveLlamaConfig
 from .errors import CheckpointError, RecipeError
 from .expansion import carry_state_dict
 from .family import FamilyPlan, MemberPlan, plan_family
+from .family_store import family_store
 from .grow import GrowArguments, grow_checkpoint, plan_growth
 from .ledger import FamilyPaths, Ledger, MemberRecord, build_lock, check_member, check_out
-from .modeling_llama import GROWTH_FILE, ProgressiveLlamaForCausalLM
+from .modeling_llama import ProgressiveLlamaForCausalLM
 from .peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from .pretrained import load_pretrained
 from .recipe import Recipe
 from .recipe_text import first_difference
-from .stage_args import (
-    check_report_to,
-    check_stage_arguments,
-    check_training_keys,
-    micro_batch_size,
-    stage_arguments,
-)
-from .token_store import family_store
+from .record import GROWTH_FILE
+from .sizes import SIZE_FIELDS
+from .stage_args import check_report_to, check_stage_arguments, check_training_keys, micro_batch_size, stage_arguments
 from .trainer import ProgressiveTrainer, ProgressiveTrainingArguments, optimizer_state_by_name, process_state
 
 

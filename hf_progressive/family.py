@@ -4,18 +4,10 @@ and what training it independently would cost), max LR. `hf-progressive plan` pr
 
 from dataclasses import dataclass
 
-from .budget import (
-    Window,
-    flops_per_token,
-    interpolate_lr,
-    parameter_counts,
-    saving,
-    stage_tokens,
-    stage_windows,
-    token_budgets,
-)
+from .budget import Window, flops_per_token, interpolate_lr, saving, stage_tokens, stage_windows, token_budgets
 from .errors import RecipeError
 from .recipe import Recipe, member_configs
+from .sizes import parameter_counts
 
 
 @dataclass(frozen=True)

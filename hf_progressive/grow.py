@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from .budget import parameter_counts
 from .checkpoint import (
     atomic_output_dir,
     check_weights,
@@ -22,10 +21,11 @@ from .checkpoint import (
     resolve_source,
     write_json,
 )
-from .configuration_llama import SIZE_FIELDS, ProgressiveLlamaConfig
+from .configuration_llama import ProgressiveLlamaConfig
 from .errors import CheckpointError, ExpansionError
-from .modeling_llama import GROWTH_FILE
 from .plan import DEFAULT_WIDTH, GrowthPlan
+from .record import GROWTH_FILE
+from .sizes import SIZE_FIELDS, parameter_counts
 from .streaming import check_room, output_guard, parse_size, write_expansion
 from .verification import check_preservation, verify_expansion
 

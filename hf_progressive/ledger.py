@@ -24,7 +24,7 @@ from .checkpoint import write_json
 from .coerce import coerce
 from .errors import CheckpointError, RecipeError
 from .guard import exclusive, is_own_temp
-from .modeling_llama import GROWTH_FILE
+from .record import GROWTH_FILE
 
 
 SCHEMA_VERSION = 2  # 1: the untyped ledger of hf_progressive <= 0.1 (no schema_version field)

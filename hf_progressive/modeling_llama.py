@@ -5,21 +5,19 @@ It inherits forward, weight tying and the TP plans; all growth math lives in exp
 import os
 from pathlib import Path
 
-import torch
 from transformers import LlamaForCausalLM, PreTrainedModel
 from transformers.utils import logging
 
 from .checkpoint import load_model, model_from_state_dict, write_json
 from .configuration_llama import ProgressiveLlamaConfig
 from .errors import ExpansionError
-from .expansion import expand_state_dict, new_entries, source_keys
-from .keys import expected_keys, storage_key
+from .expansion import expand_state_dict
 from .plan import DEFAULT_WIDTH, GrowthPlan
+from .record import GROWTH_FILE, streaming_growth_record
 from .verification import check_preservation, verify_expansion
 
 
 logger = logging.get_logger(__name__)
-GROWTH_FILE = "growth.json"
 
 
 class ProgressiveLlamaForCausalLM(LlamaForCausalLM):
@@ -118,36 +116,4 @@ def growth_record(small, plan: GrowthPlan, report: dict | None) -> dict:
     return {**record, "preservation": report}
 
 
-def streaming_growth_record(parent: str, plan: GrowthPlan) -> dict:
-    """growth.json without the models in memory (streaming expansion): no preservation report, counts from shapes."""
-    import transformers
-
-    from . import __version__
-    from .budget import parameter_counts
-
-    sources, new = {}, 0
-    for key in expected_keys(plan.dst):
-        source, donor = source_keys(key, plan)
-        sources[key] = {"from": source} | ({"donor": donor} if donor else {})
-        new += int(new_entries(key, plan).sum()) if storage_key(key, plan.dst) == key else 0
-    return {
-        "parent": parent,
-        "operator": f"{plan.width_method}+{plan.depth_method}",
-        "seed": plan.seed,
-        "plan": plan.to_json(),
-        "num_parameters": {
-            "parent": parameter_counts(plan.src)["total"],
-            "grown": parameter_counts(plan.dst)["total"],
-            "new": new,
-        },
-        "sources": sources,
-        "preservation": None,
-        "versions": {
-            "hf_progressive": __version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-        },
-    }
-
-
-__all__ = ["GROWTH_FILE", "ProgressiveLlamaForCausalLM", "growth_record", "streaming_growth_record"]
+__all__ = ["ProgressiveLlamaForCausalLM", "growth_record"]

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import logging
 
-from .configuration_llama import validate_growth
 from .errors import ExpansionError
 from .keys import axis_sizes
+from .sizes import validate_growth
 
 
 logger = logging.get_logger(__name__)

@@ -8,7 +8,7 @@ checkpoint is loaded in float32, so every member trains with fp32 master weights
 from functools import cache
 
 from .errors import RecipeError
-from .shapes import SIZE_KEYS
+from .sizes import SIZE_FIELDS
 
 
 @cache
@@ -23,7 +23,7 @@ def _checkpoint(source: str) -> tuple:
 def pretrained_sizes(recipe) -> dict:
     """The first member's sizes, read from its checkpoint's config."""
     _, config = _checkpoint(recipe.members[0].pretrained)
-    return {key: getattr(config, key) for key in SIZE_KEYS}
+    return {key: getattr(config, key) for key in SIZE_FIELDS}
 
 
 def pretrained_member_config(recipe, k: int, sizes: dict, previous):
@@ -95,7 +95,7 @@ def _check_given(recipe, source: str, config) -> None:
             f"model={recipe.model!r}: members[0].from={source!r} fixes the model settings from its config.json; "
             "remove model:."
         )
-    for name in sorted(first & {*SIZE_KEYS, "params"}):
+    for name in sorted(first & {*SIZE_FIELDS, "params"}):
         value = getattr(recipe.members[0], name)
         if name == "params" or value != getattr(config, name):
             raise RecipeError(

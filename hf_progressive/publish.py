@@ -16,7 +16,7 @@ from .cards import family_card, family_repo_id, member_card, repo_ids
 from .checkpoint import folder_hash
 from .errors import CheckpointError
 from .ledger import EVAL_FILE, TRAINING_LOG_FILE, FamilyPaths, read_family
-from .modeling_llama import GROWTH_FILE
+from .record import GROWTH_FILE
 
 
 MEMBER_FILES = (

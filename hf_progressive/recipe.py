@@ -10,10 +10,11 @@ import yaml
 
 from .budget import MODES
 from .coerce import coerce
+from .data_spec import HOLDOUT, DataSpec, TokenizerSpec
 from .errors import ExpansionError, RecipeError
 from .plan import MAX_NOISE_STD, parse_method
 from .recipe_text import YamlLoader
-from .shapes import base_config, member_configs, solve_shape  # the last three re-exported
+from .shapes import base_config, member_configs, solve_shape
 
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -43,39 +44,6 @@ class MemberSpec:
     micro_batch_size: int | None = None  # per device; overrides the recipe-wide one
     pretrained: str | None = None  # YAML `from:` (members[0] only): start the family from this Llama checkpoint
     training: dict = field(default_factory=dict)  # TrainingArguments for this stage, over the recipe's
-
-
-@dataclass
-class TokenizerSpec:
-    """`path`: any Hugging Face tokenizer (local dir, or Hub id where the network allows); or `train_bpe: true` to
-    train a byte-level BPE of the recipe's vocab_size on the training corpus."""
-
-    path: str | None = None
-    train_bpe: bool = False
-    bpe_training_chars: int = 2_000_000  # how much of the corpus the BPE is trained on
-
-
-HOLDOUT = "holdout"  # data.validation: hold out the first `holdout_documents` training documents
-
-
-@dataclass
-class DataSpec:
-    """`train` / `validation`: "embedded" (the public-domain corpus shipped with the package), local text, JSONL,
-    JSON or parquet files (globs allowed), a local dataset folder, or a Hub dataset id (all streamed). `validation:
-    holdout` holds out the first `holdout_documents` training documents instead (for corpora that publish only a
-    train split). `shuffle_seed` buffer-shuffles the training documents before packing. `prepared`: a token store
-    written by `hf-progressive prepare-data` (build-family then reads it instead of the sources)."""
-
-    train: str = "embedded"
-    validation: str = "embedded"
-    text_field: str = "text"
-    hub_split: str = "train"
-    revision: str | None = None  # Hub dataset revision (a commit or tag), recorded in the store's manifest
-    validation_blocks: int = 32
-    holdout_documents: int = 0
-    shuffle_seed: int | None = None
-    shuffle_buffer: int = 10_000  # documents held in the shuffle buffer (datasets' IterableDataset.shuffle)
-    prepared: str | None = None
 
 
 @dataclass

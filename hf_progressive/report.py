@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from transformers.utils import logging
 
+from .blocks import as_ids, held_out_blocks
 from .checkpoint import load_model, read_json, write_atomic, write_json
 from .consistency import consistency
-from .data import as_ids, held_out_blocks
 from .errors import CheckpointError
 from .ledger import FamilyPaths, Ledger, covers, read_family
 from .modeling_llama import ProgressiveLlamaForCausalLM

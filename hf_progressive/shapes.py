@@ -4,9 +4,7 @@ growth of the previous one; in a family started from a checkpoint (`from:`), tha
 it."""
 
 from .errors import ExpansionError, RecipeError
-
-
-SIZE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+from .sizes import SIZE_FIELDS
 
 
 def base_config(recipe, sizes: dict):
@@ -40,22 +38,21 @@ def member_config(recipe, k: int, sizes: dict, previous):
 def member_configs(recipe) -> list:
     """One LlamaConfig per member (explicit sizes, missing ones taken from the previous member, or `params` solved
     into a shape), each validated as a growth of the previous one."""
-    from .budget import parameter_counts
-    from .configuration_llama import validate_growth
+    from .sizes import parameter_counts, validate_growth
 
     configs = []
     for k, member in enumerate(recipe.members):
         previous = configs[-1] if configs else None
-        sizes = {key: getattr(member, key) for key in SIZE_KEYS if getattr(member, key) is not None}
+        sizes = {key: getattr(member, key) for key in SIZE_FIELDS if getattr(member, key) is not None}
         if member.params is not None:
             sizes = {**solve_shape(recipe, member.params, previous), **sizes}
         elif previous is not None:
-            sizes = {**{key: getattr(previous, key) for key in SIZE_KEYS}, **sizes}
+            sizes = {**{key: getattr(previous, key) for key in SIZE_FIELDS}, **sizes}
         if k == 0 and member.pretrained:
             from .pretrained import pretrained_sizes
 
             sizes = pretrained_sizes(recipe)
-        missing = [key for key in SIZE_KEYS if key not in sizes]
+        missing = [key for key in SIZE_FIELDS if key not in sizes]
         if missing:
             raise RecipeError(f"members[{k}]: missing {', '.join(missing)}; give every size or `params`.")
         config = member_config(recipe, k, sizes, previous)
@@ -73,12 +70,12 @@ def member_configs(recipe) -> list:
 def solve_shape(recipe, target: float, previous=None) -> dict:
     """Sizes whose parameter count is closest to `target`, keeping the previous member's proportions (hidden per
     layer, FFN ratio, query heads per kv head) and never shrinking it; one dial, as nanochat's depth."""
-    from .budget import parameter_counts
+    from .sizes import parameter_counts
 
     aspect = previous.hidden_size / previous.num_hidden_layers if previous else 64.0
     ffn_ratio = previous.intermediate_size / previous.hidden_size if previous else 8 / 3
     group = previous.num_attention_heads // previous.num_key_value_heads if previous else 1
-    floor = {key: getattr(previous, key) if previous else 1 for key in SIZE_KEYS}
+    floor = {key: getattr(previous, key) if previous else 1 for key in SIZE_FIELDS}
     best, best_gap = None, float("inf")
     for layers in range(floor["num_hidden_layers"], 512):
         heads = max(floor["num_attention_heads"], round(aspect * layers / recipe.head_dim))
@@ -100,4 +97,4 @@ def solve_shape(recipe, target: float, previous=None) -> dict:
     return best
 
 
-__all__ = ["SIZE_KEYS", "base_config", "member_config", "member_configs", "solve_shape"]
+__all__ = ["base_config", "member_config", "member_configs", "solve_shape"]

@@ -175,7 +175,7 @@ def expand_checkpoint(
 def is_expansion_folder(path: Path) -> bool:
     """Whether `path` is a grown checkpoint written by hf_progressive (growth.json beside checkpoint files only): the
     only non-empty folder an expand with overwrite replaces."""
-    from .modeling_llama import GROWTH_FILE
+    from .record import GROWTH_FILE
 
     return is_checkpoint_folder(path, GROWTH_FILE)
 
@@ -212,7 +212,7 @@ def write_expansion(src: Path, out: Path, plan: GrowthPlan, max_shard_size: str 
 
 
 def _write_side_files(src: Path, dst: Path, plan: GrowthPlan, dtype: torch.dtype) -> None:
-    from .modeling_llama import GROWTH_FILE, streaming_growth_record
+    from .record import GROWTH_FILE, streaming_growth_record
 
     config = LlamaConfig.from_dict(plan.dst.to_dict())
     config.architectures = ["LlamaForCausalLM"]

@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .checkpoint import atomic_output_dir, folder_hash, write_json
-from .data import check_tokenizer, get_tokenizer, training_documents, validation_documents
+from .data_spec import HOLDOUT
+from .documents import training_documents, validation_documents
 from .errors import DataError
 from .guard import check_replaceable, exclusive, only_entries, recipe_places
-from .recipe import HOLDOUT, Recipe
-from .recipe_text import written_fields
 from .token_stream import TextTokens, TokenEstimate, encode, write_blocks
+from .tokenizer import get_tokenizer
 
 
 logger = logging.get_logger(__name__)
@@ -42,7 +42,7 @@ def store_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
 
-def store_request(recipe: Recipe, max_tokens: int | None) -> dict:
+def store_request(recipe, max_tokens: int | None) -> dict:
     """What a store is made from: the part of the recipe that decides its blocks, and the token cap. Two requests
     that are equal give the same store."""
     data = {k: v for k, v in dataclasses.asdict(recipe.data).items() if k not in ("prepared",)}
@@ -73,10 +73,10 @@ class TokenStore:
     def tokenizer_dir(self) -> Path:
         return self.path / TOKENIZER_DIR
 
-    def check(self, recipe: Recipe) -> None:
+    def check(self, recipe, written: set[str]) -> None:
         """Refuse, in one line, a store made with another seq_len, tokenizer or data request than `recipe`'s, or
-        whose tokenizer files changed since. Each `data:` field the recipe writes must be the store's; the fields it
-        leaves out are the store's (the ledger records the store's request)."""
+        whose tokenizer files changed since. Each `data:` field the recipe writes (`written`) must be the store's;
+        the fields it leaves out are the store's (the ledger records the store's request)."""
         made = self.manifest["request"]
         if made["seq_len"] != recipe.seq_len:
             raise DataError(
@@ -90,7 +90,7 @@ class TokenStore:
                 f"recipe's ({_describe(wanted['tokenizer'])}); prepare a store for this recipe (hf-progressive "
                 "prepare-data)."
             )
-        for key in sorted(written_fields(recipe, "data") - {"prepared"}):
+        for key in sorted(written - {"prepared"}):
             value = wanted["data"][key]
             if made["data"].get(key) != value:
                 raise DataError(
@@ -144,7 +144,7 @@ def read_manifest(path: Path) -> dict:
 
 
 def prepare_store(
-    recipe: Recipe,
+    recipe,
     out: str | os.PathLike,
     *,
     num_proc: int = 1,
@@ -179,13 +179,13 @@ def is_store_folder(path: Path) -> bool:
 
 def _processes(num_proc: int) -> int:
     """`num_proc` capped at the CPUs this process may use (more workers only add memory and start-up time)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpuplural() or 1
     if num_proc > cpus:
         logger.warning(f"--num-proc {num_proc}: this machine has {cpus} CPUs; using {cpus} tokenizer processes")
     return max(1, min(num_proc, cpus))
 
 
-def _write_store(recipe: Recipe, folder: Path, num_proc: int, max_tokens: int | None, progress: bool) -> tuple:
+def _write_store(recipe, folder: Path, num_proc: int, max_tokens: int | None, progress: bool) -> tuple:
     """Tokenizer, validation blocks, then training blocks into `folder`; returns `(dtype, block counts)`."""
     tokenizer = get_tokenizer(recipe)
     tokenizer.save_pretrained(folder / TOKENIZER_DIR)
@@ -256,56 +256,25 @@ def _manifest(request: dict, folder: Path, dtype: np.dtype, counts: dict, num_pr
     }
 
 
-def family_store(recipe: Recipe, plan, paths, prepared: str | None = None):
-    """`(tokenizer, store)` a family trains on: `prepared` (or the recipe's `data.prepared`) as given, else OUT/data,
-    prepared here through `prepare_store` with just the blocks the plan reads (rebuilt if it was made for another
-    request). The main process prepares, then every process memory-maps; a store smaller than the plan is said in
-    one line before training."""
-    from transformers import AutoTokenizer
-
-    from .trainer import process_state
-
-    state, needed = process_state(), blocks_needed(plan)
-    source = prepared or recipe.data.prepared
-    with state.main_process_first():
-        if source is None and state.is_main_process:
-            prepare_store(recipe, paths.data, max_tokens=needed * recipe.seq_len, overwrite=True)
-        store = TokenStore.open(source or paths.data)
-    store.check(recipe)
-    if len(store.train) < needed and state.is_main_process:
-        logger.warning(
-            f"{store.path}: holds {_count(len(store.train), 'block')} of {recipe.seq_len} tokens but the plan reads "
-            f"{needed:,}: stages wrap around and read the data {needed / len(store.train):.2f} times"
-        )
-    tokenizer = AutoTokenizer.from_pretrained(store.tokenizer_dir)
-    check_tokenizer(tokenizer, recipe.vocab_size)
-    return tokenizer, store
-
-
 def format_store(store: TokenStore) -> str:
     """What `hf-progressive prepare-data` prints."""
     m = store.manifest
     tokens = m["train_blocks"] * m["seq_len"]
     return (
-        f"token store {store.path}: {_count(m['train_blocks'], 'training block')} ({tokens:,} tokens) and "
-        f"{_count(m['validation_blocks'], 'validation block')} of {m['seq_len']} tokens, {m['dtype']}; "
+        f"token store {store.path}: {plural(m['train_blocks'], 'training block')} ({tokens:,} tokens) and "
+        f"{plural(m['validation_blocks'], 'validation block')} of {m['seq_len']} tokens, {m['dtype']}; "
         f"build with: hf-progressive build-family RECIPE --data {store.path}"
     )
 
 
-def _count(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
+    """`n` and `noun`, plural unless n is 1: "1 validation block", "2 validation blocks"."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
-def blocks_needed(plan) -> int:
-    """The furthest block any stage of `plan` (a `family.FamilyPlan`) reads."""
-    return max(max(end for _, end in member.window.spans()) for member in plan.members)
-
-
 __all__ = [
-    "blocks_needed",
-    "family_store",
     "format_store",
+    "plural",
     "is_store_folder",
     "TokenStore",
     "prepare_store",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import split_document
+from .documents import split_document
 from .errors import DataError
 
 

@@ -11,13 +11,13 @@ from hf_progressive.budget import (
     Window,
     flops_per_token,
     interpolate_lr,
-    parameter_counts,
     saving,
     stage_tokens,
     stage_windows,
     token_budgets,
 )
 from hf_progressive.errors import RecipeError
+from hf_progressive.sizes import parameter_counts
 
 
 PAPER_PARAMS = [1e9, 2e9, 4e9, 8e9]

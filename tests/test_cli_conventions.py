@@ -67,8 +67,8 @@ def test_one_error_hierarchy():
 
 
 def test_data_errors_are_their_own_kind(tmp_path):
-    from hf_progressive.data import iter_texts
-    from hf_progressive.recipe import DataSpec
+    from hf_progressive.data_spec import DataSpec
+    from hf_progressive.documents import iter_texts
 
     with pytest.raises(errors.DataError, match="no such file"):
         next(iter_texts(DataSpec(train=str(tmp_path / "none.jsonl")), "train"))

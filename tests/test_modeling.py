@@ -12,7 +12,7 @@ from testing_utils import tiny_model
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
 
 from hf_progressive import ExpansionError, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.modeling_llama import GROWTH_FILE
+from hf_progressive.record import GROWTH_FILE
 from hf_progressive.verification import check_preservation, verify_expansion
 
 

@@ -16,8 +16,9 @@ from hf_progressive.cli import main
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A saved tiny Llama (every weight random) with its own byte-level BPE tokenizer of 300 tokens."""
-    from hf_progressive.data import iter_texts, train_bpe
-    from hf_progressive.recipe import DataSpec
+    from hf_progressive.data_spec import DataSpec
+    from hf_progressive.documents import iter_texts
+    from hf_progressive.tokenizer import train_bpe
 
     path = tmp_path_factory.mktemp("pretrained") / "base"
     tokenizer = train_bpe(iter_texts(DataSpec(), "train"), 300, 30_000)

@@ -96,8 +96,9 @@ def _other_recipe_out(tmp, _):
 
 
 def _mismatched_tokenizer(tmp, _):
-    from hf_progressive.data import iter_texts, train_bpe
-    from hf_progressive.recipe import DataSpec
+    from hf_progressive.data_spec import DataSpec
+    from hf_progressive.documents import iter_texts
+    from hf_progressive.tokenizer import train_bpe
 
     train_bpe(iter_texts(DataSpec(), "train"), 400, 30_000).save_pretrained(tmp / "tok")
     return _build(tmp, vocab_size=300, tokenizer={"path": str(tmp / "tok")})

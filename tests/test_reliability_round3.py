@@ -23,7 +23,7 @@ from test_reliability import snapshot
 from testing_utils import BIG, SMALL, STEPS, tiny_recipe_data
 
 from hf_progressive.cli import main
-from hf_progressive.data import EMBEDDED
+from hf_progressive.documents import EMBEDDED
 
 
 def _assert_refused(argv: list[str], capsys, fragment: str, *roots: Path) -> None:
@@ -406,8 +406,9 @@ def test_num_proc_is_capped_at_the_cpu_count(tmp_path, monkeypatch, caplog, aske
 def test_split_documents_encode_as_the_whole_document():
     from tokenizers import Tokenizer
 
-    from hf_progressive.data import iter_texts, split_document, train_bpe
-    from hf_progressive.recipe import DataSpec
+    from hf_progressive.data_spec import DataSpec
+    from hf_progressive.documents import iter_texts, split_document
+    from hf_progressive.tokenizer import train_bpe
 
     texts = list(zip(range(40), iter_texts(DataSpec(), "train"), strict=False))
     text = " ".join(t for _, t in texts)
@@ -502,8 +503,9 @@ def base(tmp_path_factory):
     from testing_utils import randomize_
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hf_progressive.data import iter_texts, train_bpe
-    from hf_progressive.recipe import DataSpec
+    from hf_progressive.data_spec import DataSpec
+    from hf_progressive.documents import iter_texts
+    from hf_progressive.tokenizer import train_bpe
 
     path = tmp_path_factory.mktemp("base") / "base"
     tokenizer = train_bpe(iter_texts(DataSpec(), "train"), 300, 30_000)
@@ -536,8 +538,9 @@ def _edit_weights(folder: Path, **extra) -> None:
 
 
 def _bigger_tokenizer(folder: Path) -> None:
-    from hf_progressive.data import iter_texts, train_bpe
-    from hf_progressive.recipe import DataSpec
+    from hf_progressive.data_spec import DataSpec
+    from hf_progressive.documents import iter_texts
+    from hf_progressive.tokenizer import train_bpe
 
     train_bpe(iter_texts(DataSpec(), "train"), 400, 30_000).save_pretrained(folder)
 
@@ -634,7 +637,7 @@ def test_a_store_with_ids_past_the_vocabulary_is_refused_before_training(tmp_pat
 
 
 def test_ids_past_the_vocabulary_in_a_later_window_stop_before_that_stage(tmp_path, capsys):
-    from hf_progressive.data import BlockWindow
+    from hf_progressive.blocks import BlockWindow
     from hf_progressive.family import plan_family
     from hf_progressive.recipe import load_recipe
 

@@ -16,9 +16,11 @@ import torch
 import yaml
 from testing_utils import STEPS, tiny_recipe, tiny_recipe_data
 
+from hf_progressive.blocks import pack
 from hf_progressive.cli import main
-from hf_progressive.data import iter_texts, pack
+from hf_progressive.documents import iter_texts
 from hf_progressive.recipe import load_recipe
+from hf_progressive.recipe_text import written_fields
 from hf_progressive.token_store import MANIFEST, TRAIN_FILE, TokenStore, prepare_store, store_dtype
 
 
@@ -186,7 +188,8 @@ def test_prepare_data_cli_writes_a_store_build_family_can_use(tmp_path, capsys):
     manifest = json.loads((tmp_path / "s" / MANIFEST).read_text())
     assert manifest["request"]["max_tokens"] == 640 and manifest["library_version"]
     store = TokenStore.open(tmp_path / "s")
-    store.check(load_recipe(str(path)))  # made for this recipe
+    recipe = load_recipe(str(path))
+    store.check(recipe, written_fields(recipe, "data"))  # made for this recipe
 
 
 def test_the_progress_estimate_of_an_uncapped_local_corpus(tmp_path):

@@ -1,9 +1,7 @@
-"""Data for a family: stream a corpus with `datasets` (the embedded public-domain slice, local text/JSONL/parquet
-files, a local dataset folder, or a Hub dataset id), shuffle and hold out documents as the recipe says, get a
-tokenizer (any HF tokenizer, or a byte-level BPE trained on the corpus), and hand each stage exactly its window of
-blocks. Tokenizing into blocks on disk is token_store.py's job."""
+"""The documents of a corpus, streamed with `datasets` whatever its size: the embedded public-domain slice, local
+text/JSONL/JSON/CSV/parquet files (globs), a local dataset folder or a Hub dataset id; buffer-shuffled and held out as
+a `DataSpec` says; long documents cut into pieces for the tokenizer. Nothing here holds the corpus."""
 
-import bisect
 import contextlib
 import glob
 import itertools
@@ -12,25 +10,22 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
-from transformers.utils import logging
+from .data_spec import HOLDOUT, DataSpec
+from .errors import DataError
 
-from .budget import Window
-from .errors import DataError, RecipeError
-from .recipe import HOLDOUT, DataSpec, Recipe
-
-
-logger = logging.get_logger(__name__)
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
+
+
 EMBEDDED = {
     "train": CORPUS_DIR / "gutenberg_train.jsonl.gz",
     "validation": CORPUS_DIR / "gutenberg_validation.jsonl.gz",
 }
+
+
 BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-EOS = "<|endoftext|>"
+
+
 METADATA_FILES = ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json")  # not documents
 
 
@@ -177,33 +172,6 @@ def _check_one_format(folder: str, split: str) -> None:
         )
 
 
-def train_bpe(texts: Iterator[str], vocab_size: int, max_chars: int) -> PreTrainedTokenizerFast:
-    """A byte-level BPE (GPT-2 style: no unknown tokens) of `vocab_size` trained on the first `max_chars` chars."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[EOS],
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(_take_chars(texts, max_chars), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS)
-
-
-def _take_chars(texts: Iterator[str], max_chars: int) -> Iterator[str]:
-    total = 0
-    for text in texts:
-        for piece in split_document(text):
-            if total >= max_chars:
-                return
-            total += len(piece)
-            yield piece
-
-
 MAX_PIECE_CHARS = 1 << 16  # longer documents are encoded in pieces of about this size (bounded memory per call)
 
 
@@ -235,133 +203,12 @@ def _cut(text: str, start: int, limit: int) -> int:
     return position if position > floor else limit
 
 
-def get_tokenizer(recipe: Recipe):
-    """The recipe's tokenizer, checked against its vocab_size."""
-    spec = recipe.tokenizer
-    if spec.train_bpe:
-        tokenizer = train_bpe(training_documents(recipe.data), recipe.vocab_size, spec.bpe_training_chars)
-    else:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(spec.path)
-        except Exception as error:
-            raise RecipeError(f"tokenizer.path={spec.path!r}: cannot load it ({type(error).__name__}).") from None
-    check_tokenizer(tokenizer, recipe.vocab_size)
-    return tokenizer
-
-
-def check_tokenizer(tokenizer, vocab_size: int) -> None:
-    """The model's embedding must cover every token id the tokenizer can produce, and EOS must exist (it separates
-    packed documents)."""
-    if len(tokenizer) > vocab_size:
-        raise RecipeError(
-            f"tokenizer: it has {len(tokenizer)} tokens but vocab_size={vocab_size}; mismatched "
-            f"tokenizer: set vocab_size >= {len(tokenizer)} or use a smaller tokenizer."
-        )
-    if tokenizer.eos_token_id is None:
-        raise RecipeError("tokenizer: it has no eos_token; set one (it separates packed documents).")
-
-
-def pack(texts: Iterator[str], tokenizer, seq_len: int, max_blocks: int | None = None) -> torch.Tensor:
-    """Tokenize documents, join them with EOS, and cut the stream into `(n_blocks, seq_len)` int64 blocks (the tail
-    shorter than a block is dropped); stops reading once `max_blocks` blocks are full."""
-    ids: list[int] = []
-    limit = None if max_blocks is None else max_blocks * seq_len
-    for batch in iter(lambda: list(itertools.islice(texts, 256)), []):
-        for encoded in tokenizer(batch, add_special_tokens=False)["input_ids"]:
-            ids.extend(encoded)
-            ids.append(tokenizer.eos_token_id)
-        if limit is not None and len(ids) >= limit:
-            break
-    n_blocks = len(ids) // seq_len if limit is None else min(len(ids) // seq_len, max_blocks)
-    if n_blocks == 0:
-        raise DataError(f"data: the corpus holds {len(ids)} tokens, less than one block of seq_len={seq_len}.")
-    return torch.tensor(ids[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
-
-
-def held_out_blocks(tokenizer_dir: Path, source: str, seq_len: int, max_blocks: int) -> torch.Tensor:
-    """Up to `max_blocks` blocks of `seq_len` tokens from held-out text file(s) `source` (txt/jsonl/parquet, globs),
-    tokenized with the tokenizer saved in `tokenizer_dir`."""
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    return pack(iter_texts(DataSpec(validation=source), "validation"), tokenizer, seq_len, max_blocks)
-
-
-class BlockWindow(torch.utils.data.Dataset):
-    """The blocks one stage reads, in order: `window` is in blocks of `blocks` (a tensor, or a token store's memmap:
-    only the rows read are touched); past the end of the corpus it wraps around (`epochs` says how many passes)."""
-
-    def __init__(self, blocks, window: Window):
-        self.blocks, self.spans = blocks, window.spans()
-        self.offsets = list(itertools.accumulate(end - begin for begin, end in self.spans))
-
-    @property
-    def epochs(self) -> float:
-        """Passes over the corpus up to this window's furthest block (> 1 means the data repeats)."""
-        return max(end for _, end in self.spans) / len(self.blocks)
-
-    def __len__(self) -> int:
-        return self.offsets[-1]
-
-    def block_index(self, i: int) -> int:
-        """Stream position of item `i` (before wrapping around the corpus)."""
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        span = bisect.bisect_right(self.offsets, i)
-        return self.spans[span][0] + i - (self.offsets[span - 1] if span else 0)
-
-    def rows(self) -> list[tuple[int, int]]:
-        """The row ranges of `blocks` this window reads (wrapping around the corpus), merged."""
-        n, ranges = len(self.blocks), []
-        for begin, end in self.spans:
-            if end - begin >= n:
-                return [(0, n)]
-            first, last = begin % n, (end - 1) % n + 1
-            ranges += [(first, last)] if first < last else [(first, n), (0, last)]
-        return ranges
-
-    def check_ids(self, vocab_size: int, where) -> None:
-        """Refuse, in one line, a window holding a token id without an embedding row (a damaged store, or one made
-        for another tokenizer), before training reads it. Scanned in slices: memory stays bounded by the slice."""
-        check_ids(self.blocks, vocab_size, where, self.rows())
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        block = as_ids(self.blocks[self.block_index(i) % len(self.blocks)])
-        return {"input_ids": block, "labels": block}
-
-
-SCAN_TOKENS = 1 << 25  # tokens per slice when scanning a store for out-of-range ids (64 MB of uint16)
-
-
-def check_ids(blocks, vocab_size: int, where, ranges: list[tuple[int, int]] | None = None) -> None:
-    """`DataError` naming the first block of `blocks` (rows `ranges`, default all) holding an id >= `vocab_size`."""
-    step = max(1, SCAN_TOKENS // max(1, blocks.shape[-1]))
-    for begin, end in ranges or [(0, len(blocks))]:
-        for start in range(begin, end, step):
-            part = as_ids(blocks[start : min(end, start + step)])
-            if len(part) and int(part.max()) >= vocab_size:
-                row = start + int((part >= vocab_size).any(dim=1).nonzero()[0])
-                raise DataError(
-                    f"{where}: block {row} holds token id {int(part.max())} but vocab_size={vocab_size}; the store is "
-                    "damaged or was made for another tokenizer: prepare it again."
-                )
-
-
-def as_ids(blocks) -> torch.Tensor:
-    """Token-id blocks (a tensor, or rows of a memory-mapped uint16/uint32 store) as an int64 tensor."""
-    return blocks.long() if torch.is_tensor(blocks) else torch.from_numpy(np.asarray(blocks, dtype=np.int64))
-
-
 __all__ = [
-    "BlockWindow",
-    "as_ids",
-    "check_ids",
+    "BUILDERS",
     "EMBEDDED",
-    "check_tokenizer",
-    "get_tokenizer",
-    "held_out_blocks",
+    "MAX_PIECE_CHARS",
     "iter_texts",
+    "split_document",
     "training_documents",
     "validation_documents",
-    "pack",
-    "split_document",
-    "train_bpe",
 ]
