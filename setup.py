@@ -38,13 +38,10 @@ setup(
     packages=find_packages(include=["hf_progressive", "hf_progressive.*"]),
     # everything the package reads at run time (tests/test_packaging.py checks the built wheel holds it all)
     package_data={
-        "hf_progressive": [
-            "recipes/*.yaml",
-            "corpus/*",
-            "lm_eval_tasks/*.yaml",
-            "lm_eval_tasks/*.py",
-            "model_cards/*.md",
-        ]
+        "hf_progressive.family": ["recipes/*.yaml"],
+        "hf_progressive.data": ["corpus/*"],
+        "hf_progressive.analysis": ["lm_eval_tasks/*.yaml", "lm_eval_tasks/*.py"],
+        "hf_progressive.hub": ["model_cards/*.md"],
     },
     python_requires=">=3.10",
     install_requires=install_requires,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from hf_progressive.builder import build_family
-from hf_progressive.recipe import load_recipe
+from hf_progressive.family.builder import build_family
+from hf_progressive.family.recipe import load_recipe
 
 
 def main() -> None:

@@ -143,7 +143,7 @@ def arrow_store(store: Path, out: Path) -> dict:
     import datasets
     import numpy as np
 
-    from hf_progressive.token_store import TokenStore
+    from hf_progressive.data.token_store import TokenStore
 
     train = TokenStore.open(store).train
     features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("uint16"), length=SEQ_LEN)})
@@ -188,9 +188,9 @@ def main() -> None:
     if args.ceiling_only:  # after a full run, on an idle machine: the ceiling and the window opening again
         return remeasure(args.work)
     args.work.mkdir(parents=True, exist_ok=True)
-    from hf_progressive.data_spec import DataSpec
-    from hf_progressive.documents import iter_texts
-    from hf_progressive.tokenizer import train_bpe
+    from hf_progressive.data.documents import iter_texts
+    from hf_progressive.data.spec import DataSpec
+    from hf_progressive.data.tokenizer import train_bpe
 
     tokenizer = args.work / "tokenizer"
     if not tokenizer.is_dir():

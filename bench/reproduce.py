@@ -33,8 +33,8 @@ from pathlib import Path
 
 import yaml
 
-from hf_progressive.checkpoint import read_json
-from hf_progressive.ledger import FamilyPaths, Ledger
+from hf_progressive.expansion.checkpoint import read_json
+from hf_progressive.family.ledger import FamilyPaths, Ledger
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def run_name(arm: str, largest: float, seed: int) -> str:
 
 def arm_recipe(work: Path, arm: str, largest: float, seed: int):
     """The recipe file of one run: the arm's overrides, its max LR decay and its seed, reading the shared store."""
-    from hf_progressive.recipe import load_recipe
+    from hf_progressive.family.recipe import load_recipe
 
     spec = yaml.safe_load((work / "recipe.yaml").read_text())
     overrides = dict(ARMS[arm][1])
@@ -109,8 +109,8 @@ def arm_recipe(work: Path, arm: str, largest: float, seed: int):
 
 def run_arm(work: Path, arm: str, largest: float, seed: int) -> None:
     """Build one run (resumable) and measure its consistency; runs in its own process."""
-    from hf_progressive.builder import build_family
-    from hf_progressive.report import family_consistency
+    from hf_progressive.analysis.report import family_consistency
+    from hf_progressive.family.builder import build_family
 
     out = work / run_name(arm, largest, seed)  # every run reads the one token store in work/data (data.prepared)
     build_family(arm_recipe(work, arm, largest, seed), out, ARMS[arm][0])
@@ -119,7 +119,7 @@ def run_arm(work: Path, arm: str, largest: float, seed: int) -> None:
 
 def prepare(work: Path) -> None:
     """Train the BPE and pack the corpus once, into work/data."""
-    from hf_progressive.token_store import prepare_store
+    from hf_progressive.data.token_store import prepare_store
 
     prepare_store(arm_recipe(work, "progressive", LR["largest"], 0), work / "data", overwrite=True)
 
@@ -364,7 +364,7 @@ def main() -> None:
     summary, tables = {}, [grid_markdown(runs, chosen)]
     if "independent" in tuned:  # without it (a variants-only run): the grid and the variant differences
         summary = aggregate(runs, chosen)
-        from hf_progressive.report import write_report
+        from hf_progressive.analysis.report import write_report
 
         best = {arm: work / run_name(arm, chosen[arm], 0) for arm in chosen}
         others = [path for arm, path in best.items() if arm not in ("independent", "progressive")]

@@ -19,7 +19,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging as hf_logging
 
-from hf_progressive.trainer import ProgressiveTrainer, ProgressiveTrainingArguments
+from hf_progressive.training.trainer import ProgressiveTrainer, ProgressiveTrainingArguments
 
 
 class StepClock(TrainerCallback):

@@ -23,7 +23,7 @@ def tiny_checkpoint(tmp_path_factory):
 def tiny_family(tmp_path_factory):
     """A built 2-member family (4 steps a stage): `(OUT, ledger)`. Tests may add files (eval, report) but must not
     change what is there."""
-    from hf_progressive.builder import build_family
+    from hf_progressive.family.builder import build_family
 
     tmp = tmp_path_factory.mktemp("family")
     ledger = build_family(tiny_recipe(tmp), tmp / "out", max_steps=STEPS)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from transformers import Trainer, TrainerCallback
 
-from hf_progressive import builder
-from hf_progressive.recipe import load_recipe
+from hf_progressive.family import builder
+from hf_progressive.family.recipe import load_recipe
 
 
 def die() -> None:
@@ -63,7 +63,7 @@ def arm(phase: str, counter: Counter) -> list:
 
         builder.grow_checkpoint = grow_then_die
     elif phase in ("member_save", "ledger"):
-        from hf_progressive import ledger as ledger_module
+        from hf_progressive.family import ledger as ledger_module
 
         write_json = builder.write_json
         target = ledger_module.TRAINING_LOG_FILE if phase == "member_save" else ledger_module.LEDGER_FILE

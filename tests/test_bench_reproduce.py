@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_progressive.family import plan_family
-from hf_progressive.recipe import load_recipe
+from hf_progressive.family.family_plan import plan_family
+from hf_progressive.family.recipe import load_recipe
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,9 @@ import torch
 from testing_utils import tiny_config
 from transformers import LlamaForCausalLM
 
-from hf_progressive.budget import (
+from hf_progressive.errors import RecipeError
+from hf_progressive.expansion.sizes import parameter_counts
+from hf_progressive.family.budget import (
     Window,
     flops_per_token,
     interpolate_lr,
@@ -16,8 +18,6 @@ from hf_progressive.budget import (
     stage_windows,
     token_budgets,
 )
-from hf_progressive.errors import RecipeError
-from hf_progressive.sizes import parameter_counts
 
 
 PAPER_PARAMS = [1e9, 2e9, 4e9, 8e9]

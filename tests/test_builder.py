@@ -9,11 +9,11 @@ from safetensors.torch import load_file
 from testing_utils import STEPS, tiny_recipe, tiny_recipe_data
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from hf_progressive.builder import build_family
+from hf_progressive.analysis.report_text import format_ledger
 from hf_progressive.errors import CheckpointError
-from hf_progressive.ledger import FamilyPaths, Ledger
-from hf_progressive.recipe import load_recipe
-from hf_progressive.report_text import format_ledger
+from hf_progressive.family.builder import build_family
+from hf_progressive.family.ledger import FamilyPaths, Ledger
+from hf_progressive.family.recipe import load_recipe
 
 
 def _weights(out, name):
@@ -138,7 +138,7 @@ def test_wsd_schedule_and_fixed_lr(tmp_path):
 def test_members_are_grown_by_streaming_once_not_in_memory(tmp_path, monkeypatch):
     """The next member is streamed from its saved parent (bounded memory) and verified there; the in-memory
     `from_smaller` is never called, and the grown folder is removed once the member is saved."""
-    from hf_progressive.modeling_llama import ProgressiveLlamaForCausalLM
+    from hf_progressive.models.llama.modeling_llama import ProgressiveLlamaForCausalLM
 
     def in_memory(*args, **kwargs):
         raise AssertionError("the builder grew a member in memory")

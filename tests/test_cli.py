@@ -11,7 +11,7 @@ from testing_utils import gpt2_checkpoint, missing_weights, remote_code_checkpoi
 from transformers import LlamaForCausalLM
 
 from hf_progressive.cli import main
-from hf_progressive.demo import run_demo
+from hf_progressive.cli.demo import run_demo
 
 
 GROW = ["--hidden-size", "64", "--num-hidden-layers", "4"]
@@ -88,7 +88,7 @@ def test_interrupted_expansion_leaves_no_dst_and_one_line(tiny_checkpoint, tmp_p
         (Path(dst) / "config.json").write_text("{")  # a half-written side file
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("hf_progressive.streaming._write_side_files", crash)
+    monkeypatch.setattr("hf_progressive.expansion.streaming._write_side_files", crash)
     assert main(["expand", str(tiny_checkpoint), str(tmp_path / "big"), *GROW]) == 130  # Ctrl-C: one line
     lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line or "interrupted" in line]
     assert lines == ["hf-progressive expand: interrupted; rerun the same command to resume."]  # progress bars aside

@@ -9,8 +9,9 @@ import pytest
 import torch
 from testing_utils import STEPS, tiny_recipe
 
-from hf_progressive import errors, verification
-from hf_progressive.cli import COMMANDS, _os_error, main
+from hf_progressive import errors
+from hf_progressive.cli.commands import COMMANDS, _os_error, main
+from hf_progressive.expansion import verification
 
 
 GROW = ["--hidden-size", "64", "--num-hidden-layers", "4"]
@@ -67,8 +68,8 @@ def test_one_error_hierarchy():
 
 
 def test_data_errors_are_their_own_kind(tmp_path):
-    from hf_progressive.data_spec import DataSpec
-    from hf_progressive.documents import iter_texts
+    from hf_progressive.data.documents import iter_texts
+    from hf_progressive.data.spec import DataSpec
 
     with pytest.raises(errors.DataError, match="no such file"):
         next(iter_texts(DataSpec(train=str(tmp_path / "none.jsonl")), "train"))

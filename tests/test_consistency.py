@@ -7,7 +7,7 @@ import torch
 from testing_utils import tiny_model
 
 from hf_progressive import ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.consistency import consistency, format_consistency, kl_matrix
+from hf_progressive.analysis.consistency import consistency, format_consistency, kl_matrix
 
 
 def _blocks(n=5, length=12, seed=0):

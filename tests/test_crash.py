@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 from testing_utils import tiny_recipe
 
-from hf_progressive.builder import build_family
-from hf_progressive.checkpoint import complete_checkpoint
+from hf_progressive.expansion.checkpoint import complete_checkpoint
+from hf_progressive.family.builder import build_family
 
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
@@ -157,8 +157,8 @@ def test_disk_full_on_a_real_filesystem_leaves_it_as_it_was(tiny_checkpoint, sma
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "GB but" in err and "free" in err
     assert [p.name for p in small_tmpfs.iterdir()] == ["keep.txt"]
-    monkeypatch.setattr("hf_progressive.grow.check_room", lambda *args: None)
-    monkeypatch.setattr("hf_progressive.streaming.check_room", lambda *args: None)
+    monkeypatch.setattr("hf_progressive.expansion.grow.check_room", lambda *args: None)
+    monkeypatch.setattr("hf_progressive.expansion.streaming.check_room", lambda *args: None)
     assert main(argv) == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]  # the progress bar shares stderr

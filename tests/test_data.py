@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from hf_progressive.blocks import BlockWindow, pack
-from hf_progressive.budget import Window
-from hf_progressive.data_spec import DataSpec
-from hf_progressive.documents import iter_texts
+from hf_progressive.data.blocks import BlockWindow, pack
+from hf_progressive.data.documents import iter_texts
+from hf_progressive.data.spec import DataSpec
+from hf_progressive.data.tokenizer import check_tokenizer, train_bpe
 from hf_progressive.errors import DataError, RecipeError
-from hf_progressive.tokenizer import check_tokenizer, train_bpe
+from hf_progressive.family.budget import Window
 
 
 DOCS = ["Call me Ishmael.", "It is a truth universally acknowledged.", "In the beginning was the Word."]

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from hf_progressive.evaluation import TASKS_DIR, evaluate_family, format_evaluation
+from hf_progressive.analysis.evaluation import TASKS_DIR, evaluate_family, format_evaluation
 
 
 def test_offline_tasks_run_on_every_member(tiny_family):

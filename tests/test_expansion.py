@@ -8,7 +8,8 @@ from testing_utils import assert_logits_close, float64_rms_norm, require_gpu, ti
 from transformers import LlamaForCausalLM
 
 from hf_progressive import ExpansionError, GrowthPlan, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.expansion import (
+from hf_progressive.expansion.keys import expected_keys
+from hf_progressive.expansion.operators import (
     carry_state_dict,
     carry_tensor,
     expand_state_dict,
@@ -16,8 +17,7 @@ from hf_progressive.expansion import (
     fresh_entries,
     new_entries,
 )
-from hf_progressive.keys import expected_keys
-from hf_progressive.plan import parse_method
+from hf_progressive.expansion.plan import parse_method
 
 
 ALL = dict(hidden_size=64, intermediate_size=80, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4)

@@ -12,8 +12,8 @@ from testing_utils import tiny_model
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
 
 from hf_progressive import ExpansionError, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.record import GROWTH_FILE
-from hf_progressive.verification import check_preservation, verify_expansion
+from hf_progressive.expansion.record import GROWTH_FILE
+from hf_progressive.expansion.verification import check_preservation, verify_expansion
 
 
 SIZES = dict(hidden_size=64, intermediate_size=80, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4)
@@ -118,7 +118,7 @@ def test_strict_raises_when_preservation_fails(monkeypatch):
     def broken_report(small, big):
         return verify_expansion(small, big) | {"max_abs_logit_diff": 0.5}
 
-    monkeypatch.setattr("hf_progressive.modeling_llama.verify_expansion", broken_report)
+    monkeypatch.setattr("hf_progressive.models.llama.modeling_llama.verify_expansion", broken_report)
     with pytest.raises(ExpansionError, match="strict: max \\|delta logits\\| = 0.5 exceeds the tolerance 0.0001"):
         _grow(tiny_model(), strict=True)
     _grow(tiny_model(), strict=False)  # recorded, not raised

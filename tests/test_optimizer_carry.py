@@ -17,9 +17,9 @@ import torch
 from testing_utils import float64_rms_norm, tiny_model
 
 from hf_progressive import ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.expansion import carry_state_dict, carry_tensor, fresh_entries
-from hf_progressive.optim import GrownAdamW
-from hf_progressive.plan import FRESH
+from hf_progressive.expansion.operators import carry_state_dict, carry_tensor, fresh_entries
+from hf_progressive.expansion.plan import FRESH
+from hf_progressive.training.optim import GrownAdamW
 
 
 DOUBLE = {"hidden_size": 64, "intermediate_size": 74, "num_attention_heads": 8, "num_key_value_heads": 4}

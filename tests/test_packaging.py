@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from hf_progressive import cards, data, evaluation, recipe
+from hf_progressive.analysis import evaluation
+from hf_progressive.data import documents
+from hf_progressive.family import recipe
+from hf_progressive.hub import cards
 
 
 ROOT = Path(__file__).parents[1]
@@ -21,7 +24,7 @@ PACKAGE = ROOT / "hf_progressive"
 RUNTIME_DIRS = {
     "lm-eval tasks (evaluation.TASKS_DIR)": evaluation.TASKS_DIR,
     "card templates (cards.TEMPLATES_DIR)": cards.TEMPLATES_DIR,
-    "embedded corpus (data.CORPUS_DIR)": data.CORPUS_DIR,
+    "embedded corpus (documents.CORPUS_DIR)": documents.CORPUS_DIR,
     "recipes (recipe.RECIPES_DIR)": recipe.RECIPES_DIR,
 }
 

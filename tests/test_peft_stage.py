@@ -10,9 +10,9 @@ from testing_utils import BIG, SMALL, STEPS, tiny_model, tiny_recipe
 from transformers import LlamaForCausalLM
 
 from hf_progressive import ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.builder import build_family
-from hf_progressive.peft_stage import finish_stage_model, inherited_layers, prepare_stage_model
-from hf_progressive.recipe import MemberSpec
+from hf_progressive.family.builder import build_family
+from hf_progressive.family.recipe import MemberSpec
+from hf_progressive.training.peft_stage import finish_stage_model, inherited_layers, prepare_stage_model
 
 
 def _grown():

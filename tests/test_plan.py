@@ -6,7 +6,7 @@ import pytest
 from testing_utils import tiny_config
 
 from hf_progressive import GrowthPlan, ProgressiveLlamaConfig
-from hf_progressive.plan import FRESH, default_inserted_layers
+from hf_progressive.expansion.plan import FRESH, default_inserted_layers
 
 
 def _plan(method="function_preserving", overrides=None, **sizes):

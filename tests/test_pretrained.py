@@ -16,9 +16,9 @@ from hf_progressive.cli import main
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A saved tiny Llama (every weight random) with its own byte-level BPE tokenizer of 300 tokens."""
-    from hf_progressive.data_spec import DataSpec
-    from hf_progressive.documents import iter_texts
-    from hf_progressive.tokenizer import train_bpe
+    from hf_progressive.data.documents import iter_texts
+    from hf_progressive.data.spec import DataSpec
+    from hf_progressive.data.tokenizer import train_bpe
 
     path = tmp_path_factory.mktemp("pretrained") / "base"
     tokenizer = train_bpe(iter_texts(DataSpec(), "train"), 300, 30_000)
@@ -60,7 +60,7 @@ def test_family_starts_from_a_pretrained_checkpoint(pretrained, tmp_path, capsys
     store_tokenizer = (out / "data" / "tokenizer" / "tokenizer.json").read_text()
     assert json.loads(store_tokenizer)["model"] == json.loads((pretrained / "tokenizer.json").read_text())["model"]
     assert json.loads((out / "members" / first / "growth.json").read_text())["operator"] == "pretrained"
-    from hf_progressive.cards import member_card
+    from hf_progressive.hub.cards import member_card
 
     card = member_card(out, first, {first: "org/a", second: "org/b"})
     assert f"Started from the pretrained checkpoint `{pretrained}`" in card.text

@@ -9,7 +9,7 @@ from pathlib import Path
 from hub_mock import FakeHub
 from huggingface_hub import ModelCard, metadata_load
 
-from hf_progressive.cards import family_card, member_card, repo_ids
+from hf_progressive.hub.cards import family_card, member_card, repo_ids
 
 
 ROOT = Path(__file__).parents[1]
@@ -37,7 +37,7 @@ def test_member_cards_parse_back_with_the_base_model_chain(tiny_family, tmp_path
 
 def test_cards_carry_eval_results_as_model_index(tiny_family, tmp_path):
     out, ledger = tiny_family
-    from hf_progressive.evaluation import evaluate_member
+    from hf_progressive.analysis.evaluation import evaluate_member
 
     name = list(ledger.members)[-1]
     evaluate_member(out / "members" / name, ["hfp_gutenberg_cloze"], limit=2)
@@ -121,7 +121,7 @@ def test_push_family_against_a_fake_hub_and_rerun_after_failure(tiny_family, mon
 def test_push_metrics_updates_published_members_once(tiny_family, monkeypatch, tmp_path):
     import push_metrics
 
-    from hf_progressive.report import family_consistency
+    from hf_progressive.analysis.report import family_consistency
 
     out, ledger = tiny_family
     family_consistency(out, max_blocks=4)

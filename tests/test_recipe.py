@@ -5,11 +5,11 @@ import yaml
 from testing_utils import BIG, SMALL
 
 from hf_progressive.cli import main
-from hf_progressive.data_spec import DataSpec
-from hf_progressive.documents import iter_texts
-from hf_progressive.family import plan_family
-from hf_progressive.recipe import RecipeError, load_recipe, member_configs, shipped_recipes
-from hf_progressive.tokenizer import get_tokenizer, train_bpe
+from hf_progressive.data.documents import iter_texts
+from hf_progressive.data.spec import DataSpec
+from hf_progressive.data.tokenizer import get_tokenizer, train_bpe
+from hf_progressive.family.family_plan import plan_family
+from hf_progressive.family.recipe import RecipeError, load_recipe, member_configs, shipped_recipes
 
 
 BASE = {
@@ -91,7 +91,7 @@ def test_mismatched_tokenizer_is_one_clear_line(tmp_path, capsys):
 def test_params_targets_are_solved_into_growing_shapes(tmp_path):
     path = _write(tmp_path, members=[SMALL, {"params": 120_000}, {"params": 300_000}])
     configs = member_configs(load_recipe(str(path)))
-    from hf_progressive.sizes import parameter_counts
+    from hf_progressive.expansion.sizes import parameter_counts
 
     totals = [parameter_counts(c)["total"] for c in configs]
     assert totals == sorted(totals) and abs(totals[1] - 120_000) / 120_000 < 0.25

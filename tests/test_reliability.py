@@ -23,12 +23,12 @@ from testing_utils import (
 from transformers import BertConfig, BertForMaskedLM
 
 from hf_progressive import ProgressiveLlamaForCausalLM
-from hf_progressive.builder import build_family
 from hf_progressive.cli import main
 from hf_progressive.errors import CheckpointError, ExpansionError, RecipeError
-from hf_progressive.ledger import Ledger
-from hf_progressive.recipe import load_recipe
-from hf_progressive.streaming import expand_checkpoint
+from hf_progressive.expansion.streaming import expand_checkpoint
+from hf_progressive.family.builder import build_family
+from hf_progressive.family.ledger import Ledger
+from hf_progressive.family.recipe import load_recipe
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, str] | str]:
@@ -96,9 +96,9 @@ def _other_recipe_out(tmp, _):
 
 
 def _mismatched_tokenizer(tmp, _):
-    from hf_progressive.data_spec import DataSpec
-    from hf_progressive.documents import iter_texts
-    from hf_progressive.tokenizer import train_bpe
+    from hf_progressive.data.documents import iter_texts
+    from hf_progressive.data.spec import DataSpec
+    from hf_progressive.data.tokenizer import train_bpe
 
     train_bpe(iter_texts(DataSpec(), "train"), 400, 30_000).save_pretrained(tmp / "tok")
     return _build(tmp, vocab_size=300, tokenizer={"path": str(tmp / "tok")})
@@ -111,7 +111,7 @@ def _unwritable_out(tmp, _):
 
 def _store(tmp, **changes):
     """A small token store of the test recipe (with `changes`), in tmp/store."""
-    from hf_progressive.token_store import prepare_store
+    from hf_progressive.data.token_store import prepare_store
 
     prepare_store(load_recipe(recipe_file(tmp, **changes)), tmp / "store", max_tokens=320, progress=False)
     return tmp / "store"
@@ -213,7 +213,7 @@ def test_cli_bad_input_exits_2_with_one_line_and_changes_nothing(
 
 
 def _api_shrink(tmp, ckpt):
-    from hf_progressive.checkpoint import load_model
+    from hf_progressive.expansion.checkpoint import load_model
 
     small = load_model(ckpt, ProgressiveLlamaForCausalLM)
     ProgressiveLlamaForCausalLM.from_smaller(small, tiny_config(hidden_size=16))
@@ -229,7 +229,7 @@ def _api_build_other(tmp, ckpt):
 
 
 def _api_unknown_method(tmp, ckpt):
-    from hf_progressive.checkpoint import load_model
+    from hf_progressive.expansion.checkpoint import load_model
 
     small = load_model(ckpt, ProgressiveLlamaForCausalLM)
     ProgressiveLlamaForCausalLM.from_smaller(small, tiny_config(hidden_size=64), method="magic")
@@ -270,7 +270,7 @@ def test_at_least_twenty_bad_inputs_are_covered():
 
 def test_weights_written_as_tensors_never_unpickle(tmp_path):
     """A `.bin` beside a valid config is ignored, not loaded: only safetensors are read for weights."""
-    from hf_progressive.checkpoint import weight_files
+    from hf_progressive.expansion.checkpoint import weight_files
 
     (tmp_path / "config.json").write_text(tiny_config().to_json_string())
     torch.save({"x": torch.zeros(1)}, tmp_path / "pytorch_model.bin")

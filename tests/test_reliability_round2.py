@@ -17,11 +17,11 @@ import yaml
 from test_reliability import recipe_file, snapshot
 from testing_utils import BIG, SMALL, tiny_recipe_data
 
-from hf_progressive.builder import build_family
-from hf_progressive.checkpoint import storage_errors
-from hf_progressive.cli import _os_error, main
-from hf_progressive.ledger import Ledger, build_lock
-from hf_progressive.recipe import load_recipe
+from hf_progressive.cli.commands import _os_error, main
+from hf_progressive.expansion.checkpoint import storage_errors
+from hf_progressive.family.builder import build_family
+from hf_progressive.family.ledger import Ledger, build_lock
+from hf_progressive.family.recipe import load_recipe
 
 
 def _raw_recipe(tmp: Path, text: str | bytes) -> str:
@@ -253,7 +253,7 @@ def test_an_interrupted_smoke_run_does_not_poison_the_next_build(tmp_path):
 
 
 def test_derived_results_are_recomputed_when_the_family_grows(tmp_path):
-    from hf_progressive.report import family_consistency, write_report
+    from hf_progressive.analysis.report import family_consistency, write_report
 
     recipe = load_recipe(recipe_file(tmp_path))
     out = tmp_path / "out"

@@ -23,7 +23,7 @@ from test_reliability import snapshot
 from testing_utils import BIG, SMALL, STEPS, tiny_recipe_data
 
 from hf_progressive.cli import main
-from hf_progressive.documents import EMBEDDED
+from hf_progressive.data.documents import EMBEDDED
 
 
 def _assert_refused(argv: list[str], capsys, fragment: str, *roots: Path) -> None:
@@ -119,10 +119,9 @@ def test_no_command_replaces_a_folder_it_did_not_write(
 def _no_removal(monkeypatch) -> None:
     """From here on, every way a command could remove, rename or create something fails the test: the filesystem
     root can be named safely. The command modules are imported first (their imports may write caches)."""
-    import hf_progressive.builder
-    import hf_progressive.compare
-    import hf_progressive.demo
-    import hf_progressive.token_store  # noqa: F401
+    import hf_progressive.analysis.compare
+    import hf_progressive.cli.demo
+    import hf_progressive.data.token_store  # noqa: F401
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"tried to change the disk: {args}")
@@ -174,8 +173,8 @@ def test_overwrite_still_replaces_our_own_store(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A token store of the local corpus (train.jsonl / validation.jsonl), and its recipe's folder."""
-    from hf_progressive.recipe import load_recipe
-    from hf_progressive.token_store import prepare_store
+    from hf_progressive.data.token_store import prepare_store
+    from hf_progressive.family.recipe import load_recipe
 
     tmp = tmp_path_factory.mktemp("store")
     recipe = load_recipe(_local_recipe(tmp))
@@ -225,8 +224,8 @@ def one_member(store, tmp_path_factory):
 
 def _other_corpus_store(tmp: Path) -> Path:
     """A store whose BPE (same vocabulary and character budget) was learnt on another part of the corpus."""
-    from hf_progressive.recipe import load_recipe
-    from hf_progressive.token_store import prepare_store
+    from hf_progressive.data.token_store import prepare_store
+    from hf_progressive.family.recipe import load_recipe
 
     corpus = _corpus(tmp, "other", skip=1000)
     data = {
@@ -308,7 +307,7 @@ def test_a_corpus_without_text_is_refused(tmp_path, capsys, name, content, split
     [".data.tmp-999999999-x3k", ".family.json.tmp", ".data.tmp-1-old", ".consistency.json.tmp"],
 )
 def test_our_own_temp_leftovers_never_make_out_foreign(tmp_path, leftover):
-    from hf_progressive.ledger import check_out
+    from hf_progressive.family.ledger import check_out
 
     out = tmp_path / "out"
     (out / leftover).mkdir(parents=True) if "tmp-" in leftover else (out.mkdir(), (out / leftover).write_text("{"))
@@ -367,8 +366,8 @@ def test_a_second_prepare_data_is_refused_while_the_first_writes(tmp_path, capsy
 
 
 def test_temp_folders_of_live_writers_are_kept_and_of_dead_ones_removed(tmp_path):
-    from hf_progressive.recipe import load_recipe
-    from hf_progressive.token_store import prepare_store
+    from hf_progressive.data.token_store import prepare_store
+    from hf_progressive.family.recipe import load_recipe
 
     dead, live = tmp_path / ".store.tmp-999999999-x", tmp_path / f".store.tmp-{os.getpid()}-y"
     dead.mkdir(), live.mkdir()
@@ -385,8 +384,8 @@ def test_num_proc_is_capped_at_the_cpu_count(tmp_path, monkeypatch, caplog, aske
     """No worker is ever started: the pool is mocked and records the count it was asked for."""
     import multiprocessing
 
-    from hf_progressive.recipe import load_recipe
-    from hf_progressive.token_store import prepare_store
+    from hf_progressive.data.token_store import prepare_store
+    from hf_progressive.family.recipe import load_recipe
 
     started = []
 
@@ -406,9 +405,9 @@ def test_num_proc_is_capped_at_the_cpu_count(tmp_path, monkeypatch, caplog, aske
 def test_split_documents_encode_as_the_whole_document():
     from tokenizers import Tokenizer
 
-    from hf_progressive.data_spec import DataSpec
-    from hf_progressive.documents import iter_texts, split_document
-    from hf_progressive.tokenizer import train_bpe
+    from hf_progressive.data.documents import iter_texts, split_document
+    from hf_progressive.data.spec import DataSpec
+    from hf_progressive.data.tokenizer import train_bpe
 
     texts = list(zip(range(40), iter_texts(DataSpec(), "train"), strict=False))
     text = " ".join(t for _, t in texts)
@@ -503,9 +502,9 @@ def base(tmp_path_factory):
     from testing_utils import randomize_
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hf_progressive.data_spec import DataSpec
-    from hf_progressive.documents import iter_texts
-    from hf_progressive.tokenizer import train_bpe
+    from hf_progressive.data.documents import iter_texts
+    from hf_progressive.data.spec import DataSpec
+    from hf_progressive.data.tokenizer import train_bpe
 
     path = tmp_path_factory.mktemp("base") / "base"
     tokenizer = train_bpe(iter_texts(DataSpec(), "train"), 300, 30_000)
@@ -538,9 +537,9 @@ def _edit_weights(folder: Path, **extra) -> None:
 
 
 def _bigger_tokenizer(folder: Path) -> None:
-    from hf_progressive.data_spec import DataSpec
-    from hf_progressive.documents import iter_texts
-    from hf_progressive.tokenizer import train_bpe
+    from hf_progressive.data.documents import iter_texts
+    from hf_progressive.data.spec import DataSpec
+    from hf_progressive.data.tokenizer import train_bpe
 
     train_bpe(iter_texts(DataSpec(), "train"), 400, 30_000).save_pretrained(folder)
 
@@ -618,8 +617,8 @@ def test_legacy_rotary_buffers_are_dropped_and_a_bf16_checkpoint_trains_in_float
 
 
 def _damaged_store(tmp: Path, where: str) -> Path:
-    from hf_progressive.recipe import load_recipe
-    from hf_progressive.token_store import prepare_store
+    from hf_progressive.data.token_store import prepare_store
+    from hf_progressive.family.recipe import load_recipe
 
     store = prepare_store(load_recipe(_recipe(tmp, "store.yaml")), tmp / "store", max_tokens=4000, progress=False)
     name, row = {"first block": ("train.bin", 0), "validation": ("validation.bin", 1)}[where]
@@ -637,9 +636,9 @@ def test_a_store_with_ids_past_the_vocabulary_is_refused_before_training(tmp_pat
 
 
 def test_ids_past_the_vocabulary_in_a_later_window_stop_before_that_stage(tmp_path, capsys):
-    from hf_progressive.blocks import BlockWindow
-    from hf_progressive.family import plan_family
-    from hf_progressive.recipe import load_recipe
+    from hf_progressive.data.blocks import BlockWindow
+    from hf_progressive.family.family_plan import plan_family
+    from hf_progressive.family.recipe import load_recipe
 
     store = _damaged_store(tmp_path, "first block")
     recipe = _recipe(tmp_path)
@@ -796,8 +795,8 @@ def test_expand_drops_legacy_rotary_buffers(tiny_checkpoint, tmp_path):
 
 
 def _store_of(tmp: Path, name: str = "store", **changes) -> Path:
-    from hf_progressive.recipe import load_recipe
-    from hf_progressive.token_store import prepare_store
+    from hf_progressive.data.token_store import prepare_store
+    from hf_progressive.family.recipe import load_recipe
 
     recipe = load_recipe(_recipe(tmp, f"{name}.yaml", **changes))
     return prepare_store(recipe, tmp / name, max_tokens=640, progress=False).path

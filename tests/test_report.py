@@ -4,10 +4,10 @@ from pathlib import Path
 
 from testing_utils import STEPS, tiny_recipe
 
-from hf_progressive.builder import build_family
+from hf_progressive.analysis.evaluation import evaluate_family
+from hf_progressive.analysis.report import equal_loss_savings, write_report
 from hf_progressive.cli import main
-from hf_progressive.evaluation import evaluate_family
-from hf_progressive.report import equal_loss_savings, write_report
+from hf_progressive.family.builder import build_family
 
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -11,8 +11,8 @@ import pytest
 from hub_mock import FakeHub
 from testing_utils import tiny_recipe
 
-from hf_progressive import publish
 from hf_progressive.cli import main
+from hf_progressive.hub import publish
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ from safetensors.torch import load_file
 from testing_utils import BIG, SMALL, tiny_recipe
 from transformers import TrainerCallback
 
-from hf_progressive.builder import build_family
 from hf_progressive.cli import main
 from hf_progressive.errors import RecipeError
-from hf_progressive.stage_args import batch_sizes
+from hf_progressive.family.builder import build_family
+from hf_progressive.training.stage_args import batch_sizes
 
 
 STEPS = 3

@@ -10,7 +10,7 @@ from testing_utils import tiny_model
 from transformers import LlamaForCausalLM
 
 from hf_progressive import ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.streaming import expand_checkpoint, parse_size
+from hf_progressive.expansion.streaming import expand_checkpoint, parse_size
 
 
 SIZES = dict(hidden_size=64, intermediate_size=80, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4)
@@ -82,7 +82,7 @@ def test_interrupted_streaming_leaves_no_dst(tmp_path, monkeypatch):
     src = _checkpoint(tmp_path)
     config = ProgressiveLlamaConfig.from_smaller(LlamaForCausalLM.from_pretrained(src).config, **SIZES)
     calls = {"n": 0}
-    original = __import__("hf_progressive.streaming", fromlist=["expand_tensor"]).expand_tensor
+    original = __import__("hf_progressive.expansion.streaming", fromlist=["expand_tensor"]).expand_tensor
 
     def flaky(key, load, plan):
         calls["n"] += 1
@@ -90,7 +90,7 @@ def test_interrupted_streaming_leaves_no_dst(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(key, load, plan)
 
-    monkeypatch.setattr("hf_progressive.streaming.expand_tensor", flaky)
+    monkeypatch.setattr("hf_progressive.expansion.streaming.expand_tensor", flaky)
     with pytest.raises(KeyboardInterrupt):
         expand_checkpoint(src, tmp_path / "out" / "dst", config, max_shard_size="40KB", progress=False)
     assert not (tmp_path / "out").exists()  # neither DST nor the folder created for it

@@ -16,12 +16,12 @@ import torch
 import yaml
 from testing_utils import STEPS, tiny_recipe, tiny_recipe_data
 
-from hf_progressive.blocks import pack
 from hf_progressive.cli import main
-from hf_progressive.documents import iter_texts
-from hf_progressive.recipe import load_recipe
-from hf_progressive.recipe_text import written_fields
-from hf_progressive.token_store import MANIFEST, TRAIN_FILE, TokenStore, prepare_store, store_dtype
+from hf_progressive.data.blocks import pack
+from hf_progressive.data.documents import iter_texts
+from hf_progressive.data.token_store import MANIFEST, TRAIN_FILE, TokenStore, prepare_store, store_dtype
+from hf_progressive.family.recipe import load_recipe
+from hf_progressive.family.recipe_text import written_fields
 
 
 @pytest.mark.parametrize(
@@ -194,7 +194,7 @@ def test_prepare_data_cli_writes_a_store_build_family_can_use(tmp_path, capsys):
 
 def test_the_progress_estimate_of_an_uncapped_local_corpus(tmp_path):
     """Without --max-tokens the bar's total (hence its ETA) is estimated from the files' size; none for gzip."""
-    from hf_progressive.token_stream import TokenEstimate as _Estimate
+    from hf_progressive.data.token_stream import TokenEstimate as _Estimate
 
     corpus = _corpus(tmp_path, n=200)
     texts = [json.loads(line)["text"] for line in open(corpus)]
@@ -212,8 +212,8 @@ def test_the_progress_estimate_of_an_uncapped_local_corpus(tmp_path):
 )
 def test_damaged_or_foreign_manifests_are_one_line(stores, tmp_path, manifest):
     """Checked explicitly (not with `assert`, which `python -O` strips)."""
+    from hf_progressive.data.token_store import read_manifest
     from hf_progressive.errors import DataError
-    from hf_progressive.token_store import read_manifest
 
     store = tmp_path / "store"
     store.mkdir()

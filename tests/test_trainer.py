@@ -5,7 +5,7 @@ import pytest
 import torch
 from testing_utils import tiny_model
 
-from hf_progressive.trainer import (
+from hf_progressive.training.trainer import (
     ProgressiveTrainer,
     ProgressiveTrainingArguments,
     load_optimizer_state,

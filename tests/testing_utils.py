@@ -89,7 +89,7 @@ def tiny_recipe(tmp_path, method="function_preserving+identity", **changes):
 
     import yaml
 
-    from hf_progressive.recipe import load_recipe
+    from hf_progressive.family.recipe import load_recipe
 
     data = tiny_recipe_data(method, **changes)
     path = tmp_path / f"recipe-{abs(hash(json.dumps(data, sort_keys=True)))}.yaml"

@@ -1,0 +1,399 @@
+"""Reading and writing checkpoint directories: validate a source (Llama config, complete safetensors), load its state
+dict, build a model from a state dict without a random init, and write outputs atomically (temp dir + rename, so a
+failure never leaves a half-written DST)."""
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, LlamaForCausalLM
+from transformers.utils import logging
+
+from ..errors import CheckpointError
+from ..utils.guard import check_replaceable, only_entries
+from .keys import IGNORED_TENSORS, TOKENIZER_FILES, expected_keys, expected_shape, tied_keys
+
+
+SINGLE_FILE, INDEX_FILE = "model.safetensors", "model.safetensors.index.json"
+logger = logging.get_logger(__name__)
+
+
+def resolve_source(src: str | os.PathLike) -> Path:
+    """A local checkpoint directory for `src`: the directory itself, or a Hub snapshot where the network allows."""
+    path = Path(src)
+    if path.is_dir():
+        return path
+    if path.exists() or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", str(src)):
+        raise CheckpointError(f"{src}: no such checkpoint directory.")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(src), allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.txt"]))
+    except Exception as error:  # offline, unknown repo, gated, ...: one clear line for the CLI
+        raise CheckpointError(
+            f"{src}: not a local directory and not fetchable from the Hub ({type(error).__name__})"
+        ) from None
+
+
+def read_config(path: str | os.PathLike):
+    """The `LlamaConfig` of checkpoint directory `path`; `CheckpointError` if it is missing or not a Llama."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: no config.json; expected a local Hugging Face checkpoint directory.")
+    try:
+        raw = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({error}).") from None
+    model_type = raw.get("model_type")
+    if "auto_map" in raw:  # never run a checkpoint's own code (trust_remote_code is never set)
+        raise CheckpointError(
+            f"{path}: config.json asks for remote code (auto_map); hf_progressive only reads "
+            "vanilla Llama checkpoints. Remove auto_map if the weights are plain Llama."
+        )
+    if model_type != "llama":
+        raise CheckpointError(
+            f"{path}: model_type is {model_type!r}; hf_progressive grows Llama checkpoints only (model_type 'llama')."
+        )
+    return AutoConfig.from_pretrained(path)
+
+
+def weight_files(path: str | os.PathLike) -> list[Path]:
+    """The safetensors files of a checkpoint (one file, or the shards its index names), each checked complete."""
+    path = Path(path)
+    if (path / INDEX_FILE).is_file():
+        shards = sorted(set(json.loads((path / INDEX_FILE).read_text())["weight_map"].values()))
+        files = [path / shard for shard in shards]
+    else:
+        files = [path / SINGLE_FILE]
+    for file in files:
+        check_safetensors(file)
+    return files
+
+
+def check_safetensors(file: Path) -> dict:
+    """Raise `CheckpointError` unless `file` exists and holds every byte its header promises; returns the header
+    (`{name: {"dtype", "shape", "data_offsets"}}`)."""
+    if not file.is_file():
+        hint = (
+            " (only safetensors checkpoints are read; re-save with save_pretrained)"
+            if file.name == SINGLE_FILE
+            else ""
+        )
+        raise CheckpointError(f"{file}: missing{hint}.")
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        head = handle.read(8)
+        header_len = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+        try:
+            header = json.loads(handle.read(header_len)) if header_len and header_len < size else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{file}: not a readable safetensors file (truncated or corrupt header).")
+    header.pop("__metadata__", None)
+    try:
+        end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
+    except (TypeError, KeyError, IndexError):
+        raise CheckpointError(f"{file}: not a readable safetensors file (corrupt header).") from None
+    if 8 + header_len + end > size:
+        raise CheckpointError(f"{file}: truncated ({size} bytes on disk, header promises {8 + header_len + end}).")
+    return header
+
+
+def check_weights(path: str | os.PathLike, config=None) -> None:
+    """Refuse, in one line, weights that do not fit the checkpoint's own config (read from the headers alone, before
+    any tensor is loaded): a missing tensor, one the model does not have (legacy rotary buffers excepted: they are
+    dropped on load), or a shape the config does not give (e.g. q_proj built for another head_dim, or another
+    member's weights copied in)."""
+    path = Path(path)
+    config = config or read_config(path)
+    shapes = {
+        name: tuple(entry["shape"]) for file in weight_files(path) for name, entry in check_safetensors(file).items()
+    }
+    expected = {key: expected_shape(key, config) for key in expected_keys(config)}
+    missing = [key for key in expected if key not in shapes and key not in tied_keys(config)]
+    extra = [key for key in shapes if key not in expected and not key.endswith(IGNORED_TENSORS)]
+    wrong = [key for key in expected if key in shapes and shapes[key] != expected[key]]
+    fix = "the weights do not match config.json; re-save the checkpoint with save_pretrained"
+    if missing:
+        raise CheckpointError(f"{path}: {len(missing)} tensors missing ({missing[0]}, ...); {fix}.")
+    if extra:
+        raise CheckpointError(
+            f"{path}: {len(extra)} tensors a Llama of this config does not have ({extra[0]}); {fix}."
+        )
+    if wrong:
+        key = wrong[0]
+        raise CheckpointError(
+            f"{path}: {key} has shape {list(shapes[key])} but config.json gives {list(expected[key])} "
+            f"({len(wrong)} tensors differ); {fix}."
+        )
+
+
+def load_state_dict(path: str | os.PathLike, config=None) -> dict[str, torch.Tensor]:
+    """Every tensor of checkpoint `path`, validated first (`check_weights`); tied keys are filled in from the tensor
+    they share, legacy rotary buffers are dropped."""
+    config = config or read_config(path)
+    check_weights(path, config)
+    state_dict: dict[str, torch.Tensor] = {}
+    for file in weight_files(path):
+        state_dict.update(load_file(file))
+    for key in [key for key in state_dict if key.endswith(IGNORED_TENSORS)]:
+        del state_dict[key]
+    for key, owner in tied_keys(config).items():
+        state_dict.setdefault(key, state_dict[owner])
+    return state_dict
+
+
+def model_from_state_dict(cls, config, state_dict: dict[str, torch.Tensor]):
+    """`cls(config)` holding exactly `state_dict` (strict), built on the meta device: nothing initialised twice."""
+    with torch.device("meta"):
+        model = cls(config)
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    model.tie_weights()
+    reference = next(iter(state_dict.values()))
+    rotary = model.model.rotary_emb  # non-persistent buffers are not in the state dict: rebuild them for real
+    model.model.rotary_emb = type(rotary)(config=model.config).to(reference.device)
+    model.config.dtype = reference.dtype
+    leftovers = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftovers:
+        raise CheckpointError(f"tensors left uninitialised after loading: {leftovers[:3]}")
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike, cls=LlamaForCausalLM):
+    """A Llama checkpoint directory as a model, with clear errors for anything that is not a complete Llama."""
+    config = read_config(path)
+    model = model_from_state_dict(cls, config, load_state_dict(path, config))
+    model.name_or_path = str(path)
+    return model
+
+
+def prepare_output_dir(dst: str | os.PathLike, overwrite: bool, owned=None, what: str = "DST", **guard) -> Path:
+    """Refuse (before any work is done) a `dst` that `guard.check_replaceable` refuses (the root, home, CWD, a folder
+    of other files), or a non-empty one of our own output unless `overwrite`. `owned(folder)` says whether a folder is
+    this command's own output (the only kind `overwrite` replaces); `guard` passes `protected` and `kind` on."""
+    dst = Path(dst)
+    check_replaceable(dst, owned=owned, what=what, **guard)
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise CheckpointError(f"{dst}: exists and is not empty; pass --overwrite (overwrite=True) to replace it.")
+    return dst
+
+
+@contextmanager
+def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False, owned=None, **guard) -> Iterator[Path]:
+    """Yield a temp dir beside `dst`; on success its files are flushed to disk (fsync) and it replaces `dst` in one
+    rename, so a crash at any point leaves the old `dst` or the complete new one; on failure it is removed. `dst`
+    must pass `prepare_output_dir` (with `owned` and `guard`), checked here and again right before the replacement."""
+    dst = prepare_output_dir(dst, overwrite, owned, **guard)
+    check_writable(dst)
+    missing = [p for p in [dst.parent, *dst.parent.parents] if not p.exists()]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(dst)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-{os.getpid()}-", dir=dst.parent))
+    done = False
+    try:
+        yield tmp
+        publish_dir(tmp, dst, owned, **guard)
+        done = True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in [] if done else missing:  # leave no trace: the folders this call created
+            if parent.exists() and not any(parent.iterdir()):
+                parent.rmdir()
+
+
+def _remove_orphans(dst: Path) -> None:
+    """Remove temp dirs beside `dst` left by a killed writer (their pid is gone; unnamed ones predate pids)."""
+    for tmp in dst.parent.glob(f".{dst.name}.tmp-*"):
+        pid = tmp.name.removeprefix(f".{dst.name}.tmp-").split("-")[0]
+        if not (pid.isdigit() and _alive(int(pid))):
+            logger.warning(f"{tmp}: left by an interrupted write; removing it")
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def publish_dir(tmp: Path, dst: Path, owned=None, **guard) -> None:
+    """Flush every file of the finished folder `tmp` to disk, then put it in place of `dst` in one rename (and flush
+    the parent's entries): readers see the old `dst` or the complete new one. An existing `dst` is removed only if it
+    is empty or `owned` recognises it (`guard.check_replaceable`, asked again here, right before the removal)."""
+    for file in tmp.rglob("*"):
+        if file.is_file():
+            _fsync(file)
+    if dst.exists():
+        check_replaceable(dst, owned=owned, **{"what": "output", **guard})
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+    _fsync(dst.parent)
+
+
+def is_checkpoint_folder(path: Path, marker: str) -> bool:
+    """Whether folder `path` holds a checkpoint this library wrote (its `marker` file, e.g. growth.json) and nothing
+    else: config, weights (one file or shards and their index), generation config, tokenizer files."""
+    names = {"config.json", "generation_config.json", SINGLE_FILE, INDEX_FILE, marker, *TOKENIZER_FILES}
+    shard = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
+    return (path / marker).is_file() and only_entries(path, lambda n: n in names or bool(shard.fullmatch(n)))
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse early (before any work) a `path` that cannot be created: its nearest existing ancestor must be a
+    directory this process can write to. Probed with a real temp file, so read-only mounts count (even for root)."""
+    path = Path(path).absolute()
+    ancestor = next(p for p in [path, *path.parents] if p.exists())
+    if not ancestor.is_dir():
+        raise CheckpointError(f"{path}: {ancestor} is a file, not a directory; choose an output path in a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as error:
+        raise CheckpointError(
+            f"{path}: cannot write in {ancestor} ({error.strerror}); choose a writable output directory."
+        ) from None
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def folder_hash(folder: Path) -> str:
+    """sha256 over every file of `folder` (relative path and content, in sorted order): equal folders, equal hash."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """The JSON object in `path`, or None when the file does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write JSON durably and atomically (see `write_atomic`)."""
+    write_atomic(path, lambda handle: handle.write((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()))
+
+
+def write_atomic(path: str | os.PathLike, write) -> None:
+    """`write(binary_handle)` into a temp file beside `path`, fsync, rename over `path`, fsync the folder: readers (and
+    a rerun after a crash) see the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with storage_errors(path), open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    _fsync(path.parent)
+
+
+@contextmanager
+def storage_errors(where: str | os.PathLike) -> Iterator[None]:
+    """Writers that report a failed write as their own error (torch.save's zip writer: RuntimeError; safetensors:
+    SafetensorError) raise OSError instead, naming `where`: ENOSPC when the reason says the disk is full (so the
+    message says to free space), EIO otherwise (the reason, no advice about space)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (RuntimeError, SafetensorError) as error:
+        reason = str(error).splitlines()[0][:160]
+        full = any(mark in reason for mark in FULL_DISK_MARKS)
+        advice = "; is the disk full?" if full else ""
+        raise OSError(errno.ENOSPC if full else errno.EIO, f"could not write {where} ({reason}){advice}") from error
+
+
+# a failed write that these reasons name is a full disk (or a file-size limit); torch's zip writer only says that its
+# stream stopped ("file write failed", "unexpected pos" from inline_container.cc)
+FULL_DISK_MARKS = (
+    "No space left",
+    "StorageFull",
+    "code: 28",
+    "code: 27",
+    "Disk quota",
+    "File too large",
+    "file write failed",
+    "unexpected pos",
+)
+
+
+def complete_checkpoint(path: Path) -> bool:
+    """Whether a Trainer checkpoint folder was written to the end: the Trainer writes trainer_state.json last, so a
+    kill mid-save leaves it missing or unparsable; the weights must also hold every byte their header promises."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+        adapter = path / "adapter_model.safetensors"  # a PEFT stage saves adapters, not the whole model
+        check_safetensors(adapter) if adapter.exists() else weight_files(path)
+    except (OSError, ValueError):  # missing file, half-written JSON, truncated weights (CheckpointError)
+        return False
+    return True
+
+
+def last_complete_checkpoint(stage_dir: Path, remove_others: bool = True) -> str | None:
+    """The newest Trainer checkpoint in `stage_dir` that was written to the end (None: start the stage over); newer,
+    half-written ones (a kill mid-save) are removed when `remove_others`, so the Trainer never resumes from them."""
+    checkpoints = sorted(stage_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for checkpoint in checkpoints:
+        if complete_checkpoint(checkpoint):
+            return str(checkpoint)
+        if remove_others:
+            logger.warning(f"{checkpoint}: half-written (interrupted save); removing it")
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
+
+
+def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+    """Copy the tokenizer files `src` has into `dst`; returns their names."""
+    copied = [name for name in TOKENIZER_FILES if (Path(src) / name).is_file()]
+    for name in copied:
+        shutil.copy2(Path(src) / name, Path(dst) / name)
+    return copied
+
+
+__all__ = [
+    "atomic_output_dir",
+    "check_safetensors",
+    "check_weights",
+    "check_writable",
+    "complete_checkpoint",
+    "copy_tokenizer_files",
+    "folder_hash",
+    "is_checkpoint_folder",
+    "last_complete_checkpoint",
+    "load_model",
+    "load_state_dict",
+    "model_from_state_dict",
+    "prepare_output_dir",
+    "publish_dir",
+    "read_config",
+    "read_json",
+    "resolve_source",
+    "storage_errors",
+    "weight_files",
+    "write_atomic",
+    "write_json",
+]

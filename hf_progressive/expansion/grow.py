@@ -1,0 +1,178 @@
+"""Grow a checkpoint directory into a larger one, end to end: stream the expansion into a temp folder beside DST
+(bounded memory), reload both models to measure preservation, enforce `strict`, write growth.json, and only then move
+the result into place. A failed growth (bad input, strict tolerance exceeded, full disk) never touches an existing DST.
+
+    from hf_progressive.grow import GrowArguments, grow_checkpoint
+    growth = grow_checkpoint("./small", "./big", GrowArguments(hidden_size=64, num_hidden_layers=4))
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, ExpansionError
+from .checkpoint import (
+    atomic_output_dir,
+    check_weights,
+    load_model,
+    prepare_output_dir,
+    read_config,
+    read_json,
+    resolve_source,
+    write_json,
+)
+from .plan import DEFAULT_WIDTH, GrowthPlan
+from .record import GROWTH_FILE
+from .sizes import SIZE_FIELDS, grown_config, parameter_counts
+from .streaming import check_room, output_guard, parse_size, write_expansion
+from .verification import check_preservation, verify_expansion
+
+
+@dataclass
+class GrowArguments:
+    """Options of a growth (`hf-progressive expand SRC DST`); sizes left out keep the source's value."""
+
+    hidden_size: int | None = field(default=None, metadata={"help": "Target hidden_size."})
+    intermediate_size: int | None = field(default=None, metadata={"help": "Target intermediate_size (FFN)."})
+    num_hidden_layers: int | None = field(default=None, metadata={"help": "Target number of layers."})
+    num_attention_heads: int | None = field(default=None, metadata={"help": "Target query heads (head_dim fixed)."})
+    num_key_value_heads: int | None = field(default=None, metadata={"help": "Target key/value heads (GQA groups)."})
+    method: str = field(
+        default=DEFAULT_WIDTH,
+        metadata={
+            "help": "WIDTH, DEPTH or WIDTH+DEPTH. Width: function_preserving, fpi, aki, hypercloning; depth: "
+            "identity, interpolate, stack (e.g. fpi+stack)."
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seeds every random choice and draw."})
+    noise_std: float | None = field(
+        default=None,
+        metadata={
+            "help": "Paired symmetry-breaking noise for copy-based width operators, as a fraction of each tensor's "
+            "std (default: 0.01 for fpi, aki and hypercloning, 0 for function_preserving)."
+        },
+    )
+    inserted_layers: list[int] | None = field(
+        default=None, metadata={"help": "Positions of the new identity blocks in the grown model (default: even)."}
+    )
+    strict: bool = field(default=False, metadata={"help": "Fail if a function-preserving growth moves the logits."})
+    verify: bool = field(
+        default=True,
+        metadata={
+            "help": "Load both models after writing to measure preservation "
+            "(--no-verify for checkpoints too large for memory)."
+        },
+    )
+    max_shard_size: str = field(default="5GB", metadata={"help": "Largest output shard, e.g. 5GB or 500MB."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace DST if it exists and is not empty."})
+
+    def __post_init__(self):
+        parse_size(self.max_shard_size)  # a bad size is a one-line error before any work
+
+    def sizes(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in SIZE_FIELDS if getattr(self, name) is not None}
+
+
+def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = True) -> dict:
+    """Grow checkpoint `src` (a folder, or a Hub id where the network allows) into `dst` as `args` says; returns the
+    growth record (growth.json). DST appears, complete and verified, in one rename; on any failure it is unchanged."""
+    if not args.sizes():
+        raise ExpansionError(
+            "no target size: give at least one of --hidden-size, --intermediate-size, --num-hidden-layers, "
+            "--num-attention-heads, --num-key-value-heads (without one, expand would only copy SRC)."
+        )
+    _check_apart(src, dst)
+    guard = output_guard(src)
+    prepare_output_dir(dst, args.overwrite, **guard)  # fail before any work
+    src_dir = resolve_source(src)
+    check_weights(src_dir)  # missing, truncated or mis-shaped source weights fail before anything is planned
+    check_target_size(src_dir, dst, args)
+    plan = plan_growth(src_dir, args)
+    if args.strict and not plan.function_preserving:
+        raise ExpansionError(
+            f"--strict: {args.method} to these sizes does not preserve the function by design (see `hf-progressive "
+            "demo`), so strict does not apply; drop --strict, or use function_preserving+identity."
+        )
+    with atomic_output_dir(dst, args.overwrite, **guard) as tmp:
+        write_expansion(src_dir, tmp, plan, args.max_shard_size, progress)
+        growth = {**read_json(tmp / GROWTH_FILE), "parent": src}
+        if args.verify:
+            growth["preservation"] = _verified(src_dir, tmp, args.strict and plan.function_preserving)
+        write_json(tmp / GROWTH_FILE, growth)
+    return growth
+
+
+def _check_apart(src: str, dst: str) -> None:
+    """DST may be neither SRC, nor inside it, nor a folder that holds it (an --overwrite would destroy the source)."""
+    if not Path(src).exists():
+        return  # a Hub id
+    source, target = Path(src).resolve(), Path(dst).resolve()
+    where = (
+        "is the source"
+        if source == target
+        else "is inside the source"
+        if source in target.parents
+        else "holds the source"
+        if target in source.parents
+        else None
+    )
+    if where:
+        raise CheckpointError(f"{dst}: {where} checkpoint {src}; write the grown checkpoint to a separate folder.")
+
+
+def plan_growth(src_dir: str | Path, args: GrowArguments) -> GrowthPlan:
+    """The resolved plan of growing checkpoint `src_dir` as `args` says (deterministic: the same on every process)."""
+    source_config = read_config(src_dir)
+    config = grown_config(source_config, **args.sizes())
+    return GrowthPlan.from_configs(source_config, config, args.method, args.seed, args.noise_std, args.inserted_layers)
+
+
+def _dtype(config) -> torch.dtype:
+    """The dtype a checkpoint's weights are stored in (float32 when its config does not say)."""
+    dtype = getattr(torch, str(getattr(config, "dtype", None) or "float32").removeprefix("torch."), None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
+def check_target_size(src_dir: Path, dst: str | Path, args: GrowArguments) -> None:
+    """Say the size first: the grown weights must fit DST's disk and its largest tensor the memory, checked from the
+    sizes alone, before any index map or tensor of the target is built."""
+    source = read_config(src_dir)
+    config = grown_config(source, **args.sizes())
+    itemsize = _dtype(source).itemsize
+    d, head = config.hidden_size, config.num_attention_heads * config.head_dim
+    largest = d * max(config.vocab_size, config.intermediate_size, head)
+    existing = next(p for p in [Path(dst), *Path(dst).absolute().parents] if p.exists())
+    check_room(existing, parameter_counts(config)["total"] * itemsize, largest * itemsize)
+
+
+def _verified(src_dir: Path, grown_dir: Path, strict: bool) -> dict:
+    """Preservation of the grown checkpoint against its source; `ExpansionError` if `strict` and it is exceeded."""
+    small, big = load_model(src_dir), load_model(grown_dir)
+    report = verify_expansion(small, big)
+    if strict:
+        check_preservation(report, big.dtype)
+    return report
+
+
+def format_growth(growth: dict) -> str:
+    """The preservation report printed after a growth."""
+    plan, report = growth["plan"], growth["preservation"]
+    rows = [(name, f"{old} -> {plan['dst_sizes'][name]}") for name, old in plan["src_sizes"].items()]
+    counts = growth["num_parameters"]
+    rows.append(("parameters", f"{counts['parent']:,} -> {counts['grown']:,} ({counts['new']:,} new)"))
+    rows.append(("function preserving", "yes" if plan["function_preserving"] else "no (by design of the operator)"))
+    if report:
+        rows += [
+            ("max |delta logits|", f"{report['max_abs_logit_diff']:.3g}"),
+            ("mean |delta logits|", f"{report['mean_abs_logit_diff']:.3g}"),
+            ("KL(small || big)", f"{report['kl']:.3g}"),
+            ("loss small / big", f"{report['loss_small']:.4f} / {report['loss_big']:.4f}"),
+        ]
+    header = f"grew {growth['parent']} with {growth['operator']} (seed {growth['seed']})"
+    return "\n".join([header] + [f"  {label:<22}{value}" for label, value in rows])
+
+
+ExpandArguments = GrowArguments  # the name `hf-progressive expand` used before 0.2
+
+__all__ = ["ExpandArguments", "GrowArguments", "format_growth", "grow_checkpoint", "plan_growth"]

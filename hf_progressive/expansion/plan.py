@@ -1,0 +1,318 @@
+"""The growth plan: every decision an expansion makes before it touches a tensor. Which operators run, which old unit
+each new unit copies along every axis (index maps), which old layer each new layer copies. It is resolved once from
+(src config, dst config, method, seed), so that every tensor can afterwards be expanded on its own, in any order: in
+memory or streamed shard by shard, with bit-identical results."""
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers.utils import logging
+
+from ..errors import ExpansionError
+from .keys import axis_sizes
+from .sizes import validate_growth
+
+
+logger = logging.get_logger(__name__)
+
+FRESH = -1  # an index-map entry for a unit that copies nothing (new weights: random or zero, see expansion.py)
+
+# width operator -> how new units are sourced: "fresh" (Gesmundo & Maile 2023: new weights, zero residual writes),
+# "random" (bert2BERT FPI/AKI: copies of randomly chosen old units, as balanced as possible), "cyclic" (HyperCloning:
+# every unit cloned the same integer number of times, block-repeated)
+WIDTH_METHODS = {"function_preserving": "fresh", "fpi": "random", "aki": "random", "hypercloning": "cyclic"}
+# depth operator -> docstring of `_layer_sources`
+DEPTH_METHODS = ("identity", "interpolate", "stack")
+DEFAULT_WIDTH, DEFAULT_DEPTH = "function_preserving", "identity"
+MAX_NOISE_STD = 1.0  # noise as large as the weights' own spread: beyond it nothing of the parent survives
+# default paired noise (a fraction of each tensor's std) by width operator: copies of a unit start identical and,
+# fed identical gradients, would stay identical forever; paired noise (HyperCloning) breaks the tie and keeps the
+# function exactly (it sums to zero over each group of copies). Fresh units need none.
+DEFAULT_NOISE_STD = {"function_preserving": 0.0, "fpi": 0.01, "aki": 0.01, "hypercloning": 0.01}
+PER_LAYER_AXES = ("q", "kv", "ffn")  # axes whose units belong to one layer (AKI sources their new units upstairs)
+# fields a growth must leave untouched (sizes grow, rms_norm_eps is derived by the plan)
+FIXED_FIELDS = ("vocab_size", "head_dim", "tie_word_embeddings", "attention_bias", "mlp_bias", "hidden_act")
+
+
+@dataclass(frozen=True)
+class IndexMap:
+    """For each new unit along one axis, the old unit it copies (or `FRESH`)."""
+
+    sources: tuple[int, ...]
+    n_old: int
+
+    @property
+    def unchanged(self) -> bool:
+        return self.sources == tuple(range(self.n_old))
+
+    @property
+    def counts(self) -> list[int]:
+        """How many new units copy each old unit (the fan-in divisor of bert2BERT's FPI)."""
+        counts = [0] * self.n_old
+        for source in self.sources:
+            if source != FRESH:
+                counts[source] += 1
+        return counts
+
+    @property
+    def first(self) -> tuple[bool, ...]:
+        """True where a new unit is the first copy of its old unit (it *is* that unit; later copies are new)."""
+        seen: set[int] = set()
+        flags = []
+        for source in self.sources:
+            flags.append(source != FRESH and source not in seen)
+            seen.add(source)
+        return tuple(flags)
+
+    @property
+    def inherited(self) -> int:
+        return sum(source != FRESH for source in self.sources)
+
+    def rows(self, per_unit: int) -> torch.Tensor:
+        """Row-level map for tensors with `per_unit` rows a unit (a head is `head_dim` rows): int64, `FRESH` kept."""
+        units = torch.tensor(self.sources, dtype=torch.long)
+        offsets = torch.arange(per_unit, dtype=torch.long)
+        rows = (units[:, None] * per_unit + offsets[None, :]).flatten()
+        return torch.where(units.repeat_interleave(per_unit) == FRESH, FRESH, rows)
+
+
+@dataclass(frozen=True)
+class LayerSource:
+    """Where one layer of the grown model comes from: old layer `source`; `inserted` for a new block (not the first
+    copy of its old layer); `donor` is the old layer AKI takes new units from (the next one, or itself at the top)."""
+
+    source: int
+    inserted: bool
+    donor: int
+
+
+def parse_method(method: str) -> tuple[str, str]:
+    """`"fpi+stack"` -> `("fpi", "stack")`; a lone width or depth name takes the default for the other half."""
+    width, depth = DEFAULT_WIDTH, DEFAULT_DEPTH
+    parts = [part.strip() for part in method.split("+")] if method else []
+    if not parts or len(parts) > 2:
+        raise ExpansionError(f"method={method!r}: expected 'WIDTH', 'DEPTH' or 'WIDTH+DEPTH'. {_known_methods()}")
+    for part in parts:
+        if part in WIDTH_METHODS:
+            width = part
+        elif part in DEPTH_METHODS:
+            depth = part
+        else:
+            raise ExpansionError(f"method={method!r}: unknown operator {part!r}. {_known_methods()}")
+    return width, depth
+
+
+def _known_methods() -> str:
+    return f"Width operators: {', '.join(WIDTH_METHODS)}; depth operators: {', '.join(DEPTH_METHODS)}."
+
+
+def _balanced(n_old: int, k: int, generator: torch.Generator) -> list[int]:
+    """`k` old units drawn so that every old unit is used floor(k/n_old) or ceil(k/n_old) times (bert2BERT FPI)."""
+    picks: list[int] = []
+    while len(picks) < k:
+        picks += torch.randperm(n_old, generator=generator).tolist()
+    return picks[:k]
+
+
+def _extra(n_old: int, k: int, policy: str, generator: torch.Generator) -> list[int]:
+    """Sources for `k` units beyond the inherited ones."""
+    if policy == "fresh":
+        return [FRESH] * k
+    if policy == "cyclic":
+        return [i % n_old for i in range(k)]
+    return _balanced(n_old, k, generator)
+
+
+def _axis_map(n_old: int, n_new: int, policy: str, generator: torch.Generator) -> IndexMap:
+    return IndexMap(tuple(range(n_old)) + tuple(_extra(n_old, n_new - n_old, policy, generator)), n_old)
+
+
+def _head_maps(src, dst, policy: str, generator: torch.Generator) -> tuple[IndexMap, IndexMap]:
+    """Query-head and kv-head maps that keep GQA groups intact: every old query head is seated in a new group whose
+    kv head copies its old kv head, so it still attends with the same keys and values."""
+    n_q, n_kv, new_q, new_kv = (
+        src.num_attention_heads,
+        src.num_key_value_heads,
+        dst.num_attention_heads,
+        dst.num_key_value_heads,
+    )
+    group, new_group = n_q // n_kv, new_q // new_kv
+    seats = -(-group // new_group)  # new kv groups each old group needs to seat all its query heads
+    kv = [j for j in range(n_kv) for _ in range(seats)]
+    kv += _extra(n_kv, new_kv - len(kv), policy, generator)
+    q = [FRESH] * new_q
+    for j in range(n_kv):
+        slots = [g * new_group + s for g, source in enumerate(kv) if source == j for s in range(new_group)]
+        heads = [j * group + i for i in range(group)]
+        fill = heads + [
+            FRESH if i == FRESH else heads[i] for i in _extra(group, len(slots) - group, policy, generator)
+        ]
+        for slot, head in zip(slots, fill, strict=False):  # fill is as long as slots
+            q[slot] = head
+    return IndexMap(tuple(q), n_q), IndexMap(tuple(kv), n_kv)
+
+
+def default_inserted_layers(n_old: int, n_new: int) -> list[int]:
+    """Positions (in the grown model) of `n_new - n_old` identity blocks spread evenly: one after every
+    `n_old / (n_new - n_old)` old blocks, as LLaMA Pro does; the last one lands on top."""
+    n_insert = n_new - n_old
+    after = [math.ceil((k + 1) * n_old / n_insert) - 1 for k in range(n_insert)]  # old layer each block follows
+    return [a + k + 1 for k, a in enumerate(after)]
+
+
+def _layer_sources(n_old: int, n_new: int, depth: str, inserted_layers: list[int] | None) -> tuple[LayerSource, ...]:
+    """identity (LLaMA Pro): old layers keep their order, new blocks sit at `inserted_layers` and copy the old layer
+    below them (the one above when inserted first); interpolate (Apollo / STEP): layer l copies floor(l * L_old /
+    L_new); stack (G_stack, Du et al. 2024): layer l copies l mod L_old."""
+    if depth == "identity":
+        inserted = set(inserted_layers if inserted_layers is not None else default_inserted_layers(n_old, n_new))
+        sources, old = [], -1
+        for layer in range(n_new):
+            old += layer not in inserted
+            sources.append(max(old, 0))
+        flags = [layer in inserted for layer in range(n_new)]
+    else:
+        sources = [(layer * n_old) // n_new if depth == "interpolate" else layer % n_old for layer in range(n_new)]
+        flags = [source in sources[:layer] for layer, source in enumerate(sources)]
+    return tuple(LayerSource(s, f, min(s + 1, n_old - 1)) for s, f in zip(sources, flags, strict=True))
+
+
+@dataclass(frozen=True)
+class GrowthPlan:
+    """A resolved growth request. Build it with `GrowthPlan.from_configs`; `dst` is the target config with the
+    `rms_norm_eps` the width operator needs (see `norm_ratio`)."""
+
+    src: object
+    dst: object
+    width_method: str
+    depth_method: str
+    seed: int
+    noise_std: float
+    maps: dict[str, IndexMap]
+    layers: tuple[LayerSource, ...]
+
+    @classmethod
+    def from_configs(
+        cls,
+        src,
+        dst,
+        method: str = DEFAULT_WIDTH,
+        seed: int = 0,
+        noise_std: float | None = None,
+        inserted_layers: list[int] | None = None,
+    ) -> "GrowthPlan":
+        """Resolve `method` ("WIDTH", "DEPTH" or "WIDTH+DEPTH") for growing `src` into `dst` (both LlamaConfigs);
+        `noise_std=None` takes the width operator's `DEFAULT_NOISE_STD`."""
+        width, depth = parse_method(method)
+        noise_std = DEFAULT_NOISE_STD[width] if noise_std is None else noise_std
+        validate_growth(src, axis_sizes(dst) | {"num_hidden_layers": dst.num_hidden_layers})
+        _check_fixed_fields(src, dst)
+        _check_options(width, depth, src, dst, noise_std, inserted_layers)
+        generator = torch.Generator().manual_seed(seed)
+        policy = WIDTH_METHODS[width]
+        old, new = axis_sizes(src), axis_sizes(dst)
+        maps = {axis: _axis_map(old[axis], new[axis], policy, generator) for axis in ("hidden", "ffn")}
+        maps["q"], maps["kv"] = _head_maps(src, dst, policy, generator)
+        layers = _layer_sources(src.num_hidden_layers, dst.num_hidden_layers, depth, inserted_layers)
+        plan = cls(src, dst, width, depth, seed, noise_std, maps, layers)
+        return plan._with_norm_eps()
+
+    @property
+    def norm_ratio(self) -> float:
+        """r = (inherited hidden units) / hidden_size_new. With the new residual dims at zero (or copies), mean(x^2)
+        becomes r * mean(x^2), so `rms_norm_eps` is scaled by r and gains by sqrt(r) (divided by the copy count)."""
+        hidden = self.maps["hidden"]
+        return hidden.inherited / len(hidden.sources)
+
+    @property
+    def function_preserving(self) -> bool:
+        """Whether this plan keeps the model's function exactly (up to float rounding)."""
+        depth_ok = self.depth_method == "identity" or self.src.num_hidden_layers == self.dst.num_hidden_layers
+        aki_new_units = self.width_method == "aki" and any(not all(self.maps[a].first) for a in PER_LAYER_AXES)
+        counts = self.maps["hidden"].counts
+        return depth_ok and not aki_new_units and len(set(counts)) == 1
+
+    def _with_norm_eps(self) -> "GrowthPlan":
+        dst = copy.deepcopy(self.dst)
+        dst.rms_norm_eps = self.src.rms_norm_eps * self.norm_ratio
+        if dst.rms_norm_eps != self.dst.rms_norm_eps:
+            logger.info(f"rms_norm_eps {self.dst.rms_norm_eps:g} -> {dst.rms_norm_eps:g} so RMSNorm stays exact")
+        return GrowthPlan(dst=dst, **{k: v for k, v in vars(self).items() if k != "dst"})
+
+    def to_json(self) -> dict:
+        """The plan as growth.json records it."""
+        sizes = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+        return {
+            "width_method": self.width_method,
+            "depth_method": self.depth_method,
+            "seed": self.seed,
+            "noise_std": self.noise_std,
+            "function_preserving": self.function_preserving,
+            "src_sizes": {name: getattr(self.src, name) for name in sizes},
+            "dst_sizes": {name: getattr(self.dst, name) for name in sizes},
+            "rms_norm_eps": {"src": self.src.rms_norm_eps, "dst": self.dst.rms_norm_eps},
+            "index_maps": {axis: list(m.sources) for axis, m in self.maps.items()},
+            "layers": [vars(layer) for layer in self.layers],
+        }
+
+
+def _check_fixed_fields(src, dst) -> None:
+    for name in FIXED_FIELDS:
+        if getattr(src, name) != getattr(dst, name):
+            raise ExpansionError(
+                f"{name}: the target has {getattr(dst, name)!r} but the source has {getattr(src, name)!r}; "
+                f"growth keeps {name} fixed. Build the target with ProgressiveLlamaConfig.from_smaller(source_config)."
+            )
+
+
+def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_layers: list[int] | None) -> None:
+    if not (isinstance(noise_std, int | float) and 0 <= noise_std < math.inf):
+        raise ExpansionError(f"noise_std={noise_std}: use a finite number >= 0 (a fraction of each tensor's std).")
+    if noise_std > MAX_NOISE_STD:
+        raise ExpansionError(
+            f"noise_std={noise_std}: it is a fraction of each tensor's std; above {MAX_NOISE_STD} the noise outweighs "
+            "the weights it perturbs (the default is 0.01)."
+        )
+    if noise_std and width == "function_preserving":
+        raise ExpansionError("noise_std: only copy-based width operators (fpi, aki, hypercloning) use paired noise.")
+    if width == "hypercloning":
+        old, new = axis_sizes(src), axis_sizes(dst)
+        for axis, name in (
+            ("hidden", "hidden_size"),
+            ("ffn", "intermediate_size"),
+            ("q", "num_attention_heads"),
+            ("kv", "num_key_value_heads"),
+        ):
+            if new[axis] % old[axis]:
+                raise ExpansionError(
+                    f"{name}: hypercloning clones every unit an integer number of times, but {old[axis]} -> "
+                    f"{new[axis]} is a {new[axis] / old[axis]:g}x ratio. Use a multiple of {old[axis]}, or method "
+                    "'fpi' (any ratio) or 'function_preserving'."
+                )
+    if inserted_layers is not None:
+        n_old, n_new = src.num_hidden_layers, dst.num_hidden_layers
+        if depth != "identity":
+            raise ExpansionError(f"inserted_layers: only the 'identity' depth operator inserts blocks, not {depth!r}.")
+        if (
+            sorted(set(inserted_layers)) != sorted(inserted_layers)
+            or len(inserted_layers) != n_new - n_old
+            or any(not 0 <= i < n_new for i in inserted_layers)
+        ):
+            raise ExpansionError(
+                f"inserted_layers={inserted_layers}: give {n_new - n_old} distinct positions in [0, {n_new}) "
+                f"(num_hidden_layers {n_old} -> {n_new}), e.g. {default_inserted_layers(n_old, n_new)}."
+            )
+
+
+__all__ = [
+    "DEFAULT_NOISE_STD",
+    "DEPTH_METHODS",
+    "FRESH",
+    "WIDTH_METHODS",
+    "GrowthPlan",
+    "IndexMap",
+    "LayerSource",
+    "parse_method",
+]

@@ -1,0 +1,394 @@
+"""Build a family: the stage loop. For each member: grow it from the previous one (or start from scratch), train it
+on exactly its token window with a fresh `ProgressiveTrainer`, evaluate, save it atomically as a vanilla checkpoint
+in OUT/members/<name>/, and record it in the ledger (ledger.py owns OUT's layout and family.json). Rerunning the same
+command resumes: finished members are skipped and the current stage continues from its last Trainer checkpoint."""
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback, set_seed
+from transformers.utils import logging
+
+from ..data.blocks import BlockWindow, as_ids, check_ids
+from ..errors import CheckpointError, RecipeError
+from ..expansion.checkpoint import (
+    check_writable,
+    last_complete_checkpoint,
+    load_model,
+    publish_dir,
+    read_json,
+    write_atomic,
+    write_json,
+)
+from ..expansion.grow import GrowArguments, grow_checkpoint, plan_growth
+from ..expansion.operators import carry_state_dict
+from ..expansion.record import GROWTH_FILE
+from ..expansion.sizes import SIZE_FIELDS
+from ..models.llama.configuration_llama import ProgressiveLlamaConfig
+from ..models.llama.modeling_llama import ProgressiveLlamaForCausalLM
+from ..training.peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
+from ..training.stage_args import (
+    check_report_to,
+    check_stage_arguments,
+    check_training_keys,
+    micro_batch_size,
+    stage_arguments,
+)
+from ..training.trainer import ProgressiveTrainer, ProgressiveTrainingArguments, optimizer_state_by_name, process_state
+from .budget import stage_flops_per_token
+from .family_plan import FamilyPlan, MemberPlan, plan_family
+from .ledger import FamilyPaths, Ledger, MemberRecord, build_lock, check_member, check_out
+from .pretrained import load_pretrained
+from .recipe import Recipe
+from .recipe_text import first_difference
+from .store import family_store
+
+
+logger = logging.get_logger(__name__)
+
+
+def build_family(
+    recipe: Recipe,
+    out: str | Path,
+    mode: str | None = None,
+    *,
+    max_steps: int | None = None,
+    report_to: str | list[str] = "none",
+    callbacks: list | None = None,
+    data: str | None = None,
+    training: dict | None = None,
+    until: str | None = None,
+) -> Ledger:
+    """Build (or resume building) every member of `recipe` into `out`; returns the ledger. `data`: a token store
+    (hf-progressive prepare-data) to train on; default the recipe's `data.prepared`, else OUT/data made here.
+    `training`: TrainingArguments fields over the recipe's `training:` for every stage. `until`: stop after this
+    member (so each stage can be its own launch; the next run resumes after it)."""
+    check_out(out)  # before FamilyPaths: an empty --out would read as "."
+    paths, state = FamilyPaths(out), process_state()
+    plan = plan_family(recipe, mode, max_steps)
+    _check_options(plan, paths, training, report_to, until)
+    with build_lock(paths.root) if state.is_main_process else contextlib.nullcontext():
+        return _build(plan, paths, max_steps, data, until, (report_to, callbacks or [], training))
+
+
+def _build(plan: FamilyPlan, paths: FamilyPaths, max_steps, data, until, stage_options) -> Ledger:
+    """The stage loop, under OUT's lock. The ledger (the build's identity) is on disk before any stage writes."""
+    state = process_state()
+    ledger = _open_ledger(paths, plan, max_steps)
+    if state.is_main_process:  # temp dirs of member saves that a kill interrupted
+        for stale in paths.members.glob(".*.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    tokenizer, store = family_store(plan.recipe, plan, paths, data)  # the store carries its own identity
+    ledger.fix_tokenizer(store.manifest["tokenizer_hash"], store.path)
+    ledger.data = {**store.data_request, "store": paths.relative(store.path)}  # what was trained on
+    pending = _pending(plan, paths, ledger, until, store)
+    if state.is_main_process:
+        ledger.write(paths.root)
+    state.wait_for_everyone()
+    blocks, validation = store.train, [{"input_ids": ids, "labels": ids} for ids in as_ids(store.validation)]
+    for member in pending:
+        if member is not pending[0]:  # the first was checked before the ledger was written
+            _check_stage_data(plan, member, blocks, store.path)
+        stage = _StageRun(plan, member, paths, *stage_options)
+        record = stage.run(tokenizer, blocks, validation)
+        if state.is_main_process:
+            ledger.add(member.name, record)
+            ledger.write(paths.root)
+            for checkpoint in paths.stage(member.name).glob("checkpoint-*"):  # only needed to resume
+                shutil.rmtree(checkpoint, ignore_errors=True)
+            shutil.rmtree(paths.grown(member.name), ignore_errors=True)
+        state.wait_for_everyone()
+    return Ledger.read(paths.root)
+
+
+def _pending(plan: FamilyPlan, paths: FamilyPaths, ledger: Ledger, until, store) -> list[MemberPlan]:
+    """The members this run trains, after checking what it builds on: finished members must still be whole (the
+    next stage grows from them), and the validation blocks and the first window to train on must hold only ids the
+    model has embeddings for."""
+    members = plan.members[: _last_index(plan, until) + 1]
+    pending = [m for m in members if not (m.name in ledger.members and paths.is_saved(m.name))]
+    for member in members:
+        if member not in pending:
+            check_member(paths, member.name)
+    check_ids(store.validation, plan.recipe.vocab_size, store.path)
+    if pending:
+        _check_stage_data(plan, pending[0], store.train, store.path)
+    return pending
+
+
+def _check_stage_data(plan: FamilyPlan, member: MemberPlan, blocks, where) -> None:
+    """Every id a stage reads must have an embedding row: its window, and the first batch of the next window (its
+    boundary loss), checked before the stage trains."""
+    vocab = plan.recipe.vocab_size
+    BlockWindow(blocks, member.window).check_ids(vocab, where)
+    following = [m for m in plan.members if m.parent == member.name]
+    if following:
+        window = BlockWindow(blocks, following[0].window)
+        rows = {window.block_index(i) % len(blocks) for i in range(min(plan.recipe.batch_size, len(window)))}
+        check_ids(blocks, vocab, where, [(row, row + 1) for row in sorted(rows)])
+
+
+def _check_options(plan: FamilyPlan, paths: FamilyPaths, training: dict | None, report_to, until) -> None:
+    """Everything about the run's options that can fail, before anything is written."""
+    state = process_state()
+    check_training_keys(training or {}, "--training")
+    check_report_to(report_to)
+    _last_index(plan, until)
+    backend = sharded_backend(plan.recipe, training)
+    if backend and plan.recipe.optimizer.at_growth == "carry":
+        raise RecipeError(
+            f"optimizer.at_growth: carry maps whole (unsharded) AdamW moments and is not supported under {backend} "
+            "yet (they would be dropped); use optimizer.at_growth: reset."
+        )
+    for member in plan.members:  # every stage's Trainer options are checked before anything is written
+        where = str(paths.stage(member.name))
+        args = stage_arguments(plan, member, where, state.num_processes, training, report_to=report_to)
+        check_stage_arguments(args, state.num_processes, f"members[{member.index}].training")
+        optim = getattr(args.optim, "value", args.optim)
+        if plan.recipe.optimizer.at_growth == "carry" and not optim.startswith("adamw_torch"):
+            raise RecipeError(
+                f"optim={optim!r}: optimizer.at_growth: carry maps AdamW moments; use optim adamw_torch "
+                "(or adamw_torch_fused), or optimizer.at_growth: reset."
+            )
+    check_writable(paths.root)
+
+
+def _last_index(plan: FamilyPlan, until: str | None) -> int:
+    """Index of the member `until` names (a member name, or a count of members), the last one by default."""
+    names = [m.name for m in plan.members]
+    if until is None:
+        return len(names) - 1
+    if until in names:
+        return names.index(until)
+    if str(until).isdigit() and 1 <= int(until) <= len(names):
+        return int(until) - 1
+    raise RecipeError(
+        f"--until {until!r}: not a member of this family ({', '.join(names)}) nor a count 1-{len(names)}."
+    )
+
+
+def sharded_backend(recipe: Recipe, training: dict | None = None) -> str | None:
+    """ "FSDP" or "DeepSpeed" when the stages will run sharded (a training: option or the accelerate launch config),
+    else None."""
+    options = [recipe.training, training or {}, *(m.training for m in recipe.members)]
+    for backend, env, key in (
+        ("FSDP", "ACCELERATE_USE_FSDP", "fsdp"),
+        ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED", "deepspeed"),
+    ):
+        if os.environ.get(env, "").lower() in ("1", "true") or any(option.get(key) for option in options):
+            return backend
+    return None
+
+
+class _StageRun:
+    """One member's stage: grow, train (resuming if a checkpoint exists), evaluate, save."""
+
+    def __init__(self, plan: FamilyPlan, member: MemberPlan, paths: FamilyPaths, report_to, callbacks: list, training):
+        self.plan, self.member, self.paths, self.report_to, self.callbacks = plan, member, paths, report_to, callbacks
+        self.training = training
+        self.dir = paths.stage(member.name)
+        self.recipe, self.spec = plan.recipe, plan.recipe.members[member.index]
+
+    def run(self, tokenizer, blocks, validation) -> MemberRecord:
+        set_seed(self.recipe.seed + self.member.index)
+        grown = self._grow(tokenizer)
+        model = prepare_stage_model(grown, self.spec) if self.member.parent else grown
+        window, clock = BlockWindow(blocks, self.member.window), _Clock(self.paths.clock(self.member.name))
+        trainer = ProgressiveTrainer(
+            model=model,
+            args=self._args(),
+            train_dataset=window,
+            eval_dataset=validation,
+            processing_class=tokenizer,
+            callbacks=[clock, *self.callbacks],
+            carried_optimizer_state=self._carried_state(grown),
+        )
+        resume = last_complete_checkpoint(self.dir, remove_others=process_state().is_main_process)
+        if resume and model is not grown:  # LoRA checkpoints hold only adapters, not the fully trained new layers
+            logger.warning(f"{self.member.name}: a LoRA stage cannot resume mid-stage; restarting it")
+            resume = None
+        clock.start(resume)
+        if self.member.steps:  # a pretrained member without a budget is evaluated and saved, not trained
+            trainer.train(resume_from_checkpoint=resume)
+        eval_loss = trainer.evaluate()["eval_loss"]
+        usage = self._usage(trainer)
+        model = finish_stage_model(trainer.model)
+        record = self._record(trainer, window, eval_loss, clock.elapsed(), self._boundary_loss(model, blocks), usage)
+        self._save(model, tokenizer, trainer)
+        return record
+
+    def _grow(self, tokenizer):
+        if self.member.index == 0 and self.spec.pretrained:
+            return load_pretrained(self.recipe)
+        if self.member.parent is None:  # from scratch, with the tokenizer's special tokens (growths inherit them)
+            special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
+            model = ProgressiveLlamaForCausalLM(
+                ProgressiveLlamaConfig.from_dict({**self.member.config.to_dict(), **special})
+            )
+            model.growth = {"parent": None, "operator": "from_scratch", "seed": self.recipe.seed + self.member.index}
+            return model
+        return self._grown()
+
+    def _grown(self):
+        """The member grown from its saved parent: streamed once, in bounded memory, by the main process (and
+        verified there), then loaded by every process; its plan is resolved on each process for `carry`."""
+        parent_dir, grown_dir = self.paths.member(self.member.parent), self.paths.grown(self.member.name)
+        sizes = {key: getattr(self.member.config, key) for key in SIZE_FIELDS}
+        args = GrowArguments(
+            **sizes, method=self.member.method, seed=self.recipe.seed, noise_std=self.spec.noise_std, overwrite=True
+        )
+        if process_state().is_main_process and not (grown_dir / "config.json").is_file():
+            grow_checkpoint(str(parent_dir), str(grown_dir), args, progress=False)
+        process_state().wait_for_everyone()
+        model = load_model(grown_dir, ProgressiveLlamaForCausalLM)
+        model.growth = {**read_json(grown_dir / GROWTH_FILE), "parent": self.member.parent}  # the member, not a path
+        model.growth_plan = plan_growth(parent_dir, args)
+        return model
+
+    def _carries(self) -> bool:
+        """`optimizer.at_growth: carry` applies to this stage (full training: LoRA moments do not map onto weights)."""
+        lora = self.spec.train_inherited == "lora" and self.member.parent is not None
+        return self.recipe.optimizer.at_growth == "carry" and not lora
+
+    def _carried_state(self, grown) -> dict | None:
+        """The parent's final AdamW moments mapped onto the grown model through the plan it was grown with."""
+        if not self._carries() or grown.growth_plan is None:
+            return None
+        path = self.paths.optimizer_final(self.member.parent)
+        if not path.is_file():  # e.g. the parent's stage trained LoRA adapters, whose moments do not map
+            logger.warning(f"{self.member.name}: no optimizer state saved for {self.member.parent}; resetting AdamW")
+            return None
+        return carry_state_dict(torch.load(path, weights_only=True), grown.growth_plan)
+
+    def _args(self) -> ProgressiveTrainingArguments:
+        processes = process_state().num_processes
+        extra = {"report_to": self.report_to}
+        return stage_arguments(self.plan, self.member, str(self.dir), processes, self.training, **extra)
+
+    def _boundary_loss(self, model, blocks) -> float | None:
+        """This member's loss on the first batch of the next stage: a function-preserving growth must start the
+        next stage at the same loss on that same batch."""
+        following = [m for m in self.plan.members if m.parent == self.member.name]
+        if not following:
+            return None
+        window = BlockWindow(blocks, following[0].window)
+        ids = torch.stack([window[i]["input_ids"] for i in range(self.recipe.batch_size)]).to(model.device)
+        parts = ids.split(micro_batch_size(self.recipe, self.member.index) or len(ids))
+        model.eval()
+        with torch.no_grad():  # in micro-batches of equal size: the mean of their means is the batch's mean
+            return sum(model(part, labels=part).loss.item() for part in parts) / len(parts)
+
+    def _usage(self, trainer) -> dict:
+        """Trainable parameters, optimizer-state bytes and the stage's FLOPs per token (frozen and LoRA weights
+        counted by `budget.stage_flops_per_token`)."""
+        trainable, total = trainable_parameters(trainer.model)
+        lora = sum(p.numel() for name, p in trainer.model.named_parameters() if "lora_" in name)
+        return {
+            "train_inherited": self.spec.train_inherited,
+            "trainable_params": trainable,
+            "optimizer_state_bytes": optimizer_state_bytes(trainer.optimizer) if trainer.optimizer else 0,
+            "flops_per_token": stage_flops_per_token(self.member.flops_per_token, total - trainable, lora),
+        }
+
+    def _record(self, trainer, window, eval_loss, wall_time, boundary_loss, usage) -> MemberRecord:
+        member, history = self.member, trainer.state.log_history
+        losses = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
+        tokens = trainer.state.global_step * self.recipe.batch_size * self.recipe.seq_len
+        return MemberRecord(
+            index=member.index,
+            parent=member.parent,
+            method=member.method,
+            sizes={k: getattr(member.config, k) for k in SIZE_FIELDS},
+            params=member.params,
+            steps=trainer.state.global_step,
+            tokens=tokens,
+            data_passes=window.epochs,
+            max_lr=member.max_lr,
+            flops_independent=member.independent_flops,
+            wall_time_s=round(wall_time, 2),
+            world_size=process_state().num_processes,
+            first_step_loss=losses[0][1] if losses and losses[0][0] == 1 else None,
+            final_train_loss=losses[-1][1] if losses else None,
+            val_loss=eval_loss,
+            boundary_loss=boundary_loss,
+            source=self.spec.pretrained if self.member.index == 0 else None,
+            flops_stage=usage["flops_per_token"] * tokens,
+            **usage,
+        )
+
+    def _save(self, model, tokenizer, trainer) -> None:
+        """Save the member on every process: the Trainer gathers a sharded (FSDP / ZeRO-3) model and writes it from
+        the main process into a staging folder, which then replaces OUT/members/<name> in one rename."""
+        name, state = self.member.name, process_state()
+        staging = self.paths.members / f".{name}.tmp-save"  # the same path on every process
+        if state.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        state.wait_for_everyone()
+        if model is trainer.model:  # weights, config, generation config, growth.json, tokenizer
+            trainer.save_model(str(staging))
+        elif state.is_main_process:  # LoRA adapters merged into a plain model that this process holds
+            model.save_pretrained(staging)
+        if state.is_main_process:
+            (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: member folders hold safetensors only
+            tokenizer.save_pretrained(staging)
+            log = {"stage": name, "log_history": trainer.state.log_history}
+            write_json(staging / self.paths.training_log(name).name, log)
+            publish_dir(staging, self.paths.member(name), owned=lambda _: True)  # OUT/members: ours (OUT is a family)
+            if self._carries() and trainer.optimizer is not None:  # None: a pretrained member that did not train
+                moments = optimizer_state_by_name(trainer.optimizer, model)
+                write_atomic(self.paths.optimizer_final(name), lambda handle: torch.save(moments, handle))
+        state.wait_for_everyone()
+
+
+class _Clock(TrainerCallback):
+    """Wall time of a stage across attempts: time up to the checkpoint a run resumes from, plus this run's."""
+
+    def __init__(self, file: Path):
+        self.file, self.prior, self.t0 = file, 0.0, time.time()
+
+    def start(self, resume: str | None) -> None:
+        self.t0 = time.time()
+        if resume and self.file.is_file():
+            saved = json.loads(self.file.read_text())
+            self.prior = saved.get(Path(resume).name, 0.0)
+
+    def elapsed(self) -> float:
+        return self.prior + time.time() - self.t0
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            saved = json.loads(self.file.read_text()) if self.file.is_file() else {}
+            write_json(self.file, {**saved, f"checkpoint-{state.global_step}": self.elapsed()})
+
+
+def _open_ledger(paths: FamilyPaths, plan: FamilyPlan, max_steps: int | None) -> Ledger:
+    """The ledger to continue. Another recipe, or another request with finished members, is refused; another request
+    of this recipe that finished no member (a smoke run stopped early) left only stale stage checkpoints, which the
+    main process removes before starting over (the token store checks its own identity)."""
+    fresh = Ledger.for_plan(plan, max_steps)
+    if not paths.ledger.is_file():
+        return fresh
+    ledger = Ledger.read(paths.root)
+    key = ledger.identity_mismatch(fresh)
+    if key is None:
+        return ledger
+    if ledger.members or key == "recipe":
+        differs = first_difference(ledger.recipe_text, fresh.recipe_text) if key == "recipe_text" else None
+        what = f"recipe (field {differs})" if differs else f"{key} ({getattr(ledger, key)!r:.60})"
+        raise CheckpointError(
+            f"{paths.root}: holds a family built with another {what}; use a new --out, or delete it to start over."
+        )
+    if process_state().is_main_process:
+        logger.warning(f"{paths.root}: an unfinished build with another {key} (no member done); starting over")
+        shutil.rmtree(paths.stages, ignore_errors=True)
+    process_state().wait_for_everyone()
+    return fresh
+
+
+__all__ = ["build_family", "process_state"]
