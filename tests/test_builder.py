@@ -9,9 +9,9 @@ from safetensors.torch import load_file
 from testing_utils import STEPS, tiny_recipe, tiny_recipe_data
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from hf_progressive.analysis.report_text import format_ledger
 from hf_progressive.errors import CheckpointError
 from hf_progressive.family.builder import build_family
+from hf_progressive.family.console import format_ledger
 from hf_progressive.family.ledger import FamilyPaths, Ledger
 from hf_progressive.family.recipe import load_recipe
 

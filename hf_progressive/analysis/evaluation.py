@@ -3,6 +3,7 @@ offline tasks registered automatically (hf_progressive/lm_eval_tasks, passed as 
 to `<member>/eval_results.json` and `OUT/eval_results.json` (the family table). lm-eval is imported lazily: it is the
 `eval` extra."""
 
+import contextlib
 import difflib
 import functools
 from pathlib import Path
@@ -30,21 +31,45 @@ def evaluate_member(
     from lm_eval import simple_evaluate
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    output = simple_evaluate(
-        model="hf",
-        model_args={"pretrained": str(model_dir), "dtype": "float32"},
-        tasks=list(tasks),
-        task_manager=task_manager(),
-        limit=limit,
-        batch_size=batch_size,
-        device=device,
-    )
+    with _quiet_git():
+        output = simple_evaluate(
+            model="hf",
+            model_args={"pretrained": str(model_dir), "dtype": "float32"},
+            tasks=list(tasks),
+            task_manager=task_manager(),
+            limit=limit,
+            batch_size=batch_size,
+            device=device,
+        )
     results = {task: _metrics(values) for task, values in output["results"].items()}
     write_json(
         Path(model_dir) / EVAL_FILE,
         {"tasks": list(tasks), "limit": limit, "results": results, "lm_eval_version": lm_eval_version},
     )
     return results
+
+
+@contextlib.contextmanager
+def _quiet_git():
+    """lm-eval records the git commit of the working directory by running `git describe`, whose "fatal: not a git
+    repository" lands on the console outside a repository; the same lookup, with git's stderr kept quiet."""
+    import subprocess
+
+    import lm_eval.evaluator
+
+    def commit() -> str | None:
+        try:
+            found = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, check=True)
+            return found.stdout.strip()
+        except (subprocess.CalledProcessError, FileNotFoundError):
+            return None
+
+    original = lm_eval.evaluator.get_git_commit_hash
+    lm_eval.evaluator.get_git_commit_hash = commit
+    try:
+        yield
+    finally:
+        lm_eval.evaluator.get_git_commit_hash = original
 
 
 @functools.cache

@@ -85,6 +85,10 @@ class BuildArguments(PlanArguments):
         default=None,
         metadata={"help": "Stop after this member (a name, or a count): one launch per stage; rerun to go on."},
     )
+    verbose: bool = field(
+        default=False,
+        metadata={"help": "Show the Trainer's own log dicts and progress bar instead of one compact line per step."},
+    )
 
     def training_overrides(self) -> dict:
         """`--training a=1 b=true` as `{"a": 1, "b": True}` (values read as YAML, so numbers and booleans work)."""

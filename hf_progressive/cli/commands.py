@@ -99,8 +99,8 @@ def _plan_command(argv: list[str]) -> int:
 
 def _build_family_command(argv: list[str]) -> int:
     from ..analysis.report import write_report
-    from ..analysis.report_text import format_ledger
     from ..family.builder import build_family
+    from ..family.console import format_ledger
     from ..family.family_plan import format_plan, plan_family
     from ..family.recipe import load_recipe
     from ..training.trainer import process_state
@@ -110,7 +110,7 @@ def _build_family_command(argv: list[str]) -> int:
     if main_process:
         print(format_plan(plan_family(recipe, args.mode, args.max_steps_per_stage)), flush=True)
     options = {"max_steps": args.max_steps_per_stage, "report_to": args.report_to, "data": args.data}
-    options.update(training=args.training_overrides(), until=args.until)
+    options.update(training=args.training_overrides(), until=args.until, console=not args.verbose)
     ledger = build_family(recipe, args.out, args.mode, **options)
     if main_process:
         paths = FamilyPaths(args.out)

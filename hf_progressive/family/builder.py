@@ -4,14 +4,12 @@ in OUT/members/<name>/, and record it in the ledger (ledger.py owns OUT's layout
 command resumes: finished members are skipped and the current stage continues from its last Trainer checkpoint."""
 
 import contextlib
-import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback, set_seed
+from transformers import PrinterCallback, ProgressCallback, set_seed
 from transformers.utils import logging
 
 from ..data.blocks import BlockWindow, as_ids, check_ids
@@ -39,8 +37,15 @@ from ..training.stage_args import (
     micro_batch_size,
     stage_arguments,
 )
-from ..training.trainer import ProgressiveTrainer, ProgressiveTrainingArguments, optimizer_state_by_name, process_state
+from ..training.trainer import (
+    ProgressiveTrainer,
+    ProgressiveTrainingArguments,
+    StageClock,
+    optimizer_state_by_name,
+    process_state,
+)
 from .budget import stage_flops_per_token
+from .console import HEADER, StepLines, ledger_row, say
 from .family_plan import FamilyPlan, MemberPlan, plan_family
 from .ledger import FamilyPaths, Ledger, MemberRecord, build_lock, check_member, check_out
 from .pretrained import load_pretrained
@@ -63,17 +68,19 @@ def build_family(
     data: str | None = None,
     training: dict | None = None,
     until: str | None = None,
+    console: bool = False,
 ) -> Ledger:
     """Build (or resume building) every member of `recipe` into `out`; returns the ledger. `data`: a token store
     (hf-progressive prepare-data) to train on; default the recipe's `data.prepared`, else OUT/data made here.
     `training`: TrainingArguments fields over the recipe's `training:` for every stage. `until`: stop after this
-    member (so each stage can be its own launch; the next run resumes after it)."""
+    member (so each stage can be its own launch; the next run resumes after it). `console`: print one compact line
+    per logging step and each member's ledger row (family/console.py) instead of the Trainer's own output."""
     check_out(out)  # before FamilyPaths: an empty --out would read as "."
     paths, state = FamilyPaths(out), process_state()
     plan = plan_family(recipe, mode, max_steps)
     _check_options(plan, paths, training, report_to, until)
     with build_lock(paths.root) if state.is_main_process else contextlib.nullcontext():
-        return _build(plan, paths, max_steps, data, until, (report_to, callbacks or [], training))
+        return _build(plan, paths, max_steps, data, until, (report_to, callbacks or [], training, console))
 
 
 def _build(plan: FamilyPlan, paths: FamilyPaths, max_steps, data, until, stage_options) -> Ledger:
@@ -99,6 +106,8 @@ def _build(plan: FamilyPlan, paths: FamilyPaths, max_steps, data, until, stage_o
         if state.is_main_process:
             ledger.add(member.name, record)
             ledger.write(paths.root)
+            if stage.console:
+                say(f"{HEADER}\n{ledger_row(member.name, ledger.members[member.name])}")
             for checkpoint in paths.stage(member.name).glob("checkpoint-*"):  # only needed to resume
                 shutil.rmtree(checkpoint, ignore_errors=True)
             shutil.rmtree(paths.grown(member.name), ignore_errors=True)
@@ -188,9 +197,11 @@ def sharded_backend(recipe: Recipe, training: dict | None = None) -> str | None:
 class _StageRun:
     """One member's stage: grow, train (resuming if a checkpoint exists), evaluate, save."""
 
-    def __init__(self, plan: FamilyPlan, member: MemberPlan, paths: FamilyPaths, report_to, callbacks: list, training):
+    def __init__(
+        self, plan: FamilyPlan, member: MemberPlan, paths: FamilyPaths, report_to, callbacks, training, console
+    ):
         self.plan, self.member, self.paths, self.report_to, self.callbacks = plan, member, paths, report_to, callbacks
-        self.training = training
+        self.training, self.console = training, console
         self.dir = paths.stage(member.name)
         self.recipe, self.spec = plan.recipe, plan.recipe.members[member.index]
 
@@ -198,7 +209,7 @@ class _StageRun:
         set_seed(self.recipe.seed + self.member.index)
         grown = self._grow(tokenizer)
         model = prepare_stage_model(grown, self.spec) if self.member.parent else grown
-        window, clock = BlockWindow(blocks, self.member.window), _Clock(self.paths.clock(self.member.name))
+        window, clock = BlockWindow(blocks, self.member.window), StageClock(self.paths.clock(self.member.name))
         trainer = ProgressiveTrainer(
             model=model,
             args=self._args(),
@@ -208,6 +219,11 @@ class _StageRun:
             callbacks=[clock, *self.callbacks],
             carried_optimizer_state=self._carried_state(grown),
         )
+        if self.console:  # compact lines instead of the Trainer's dicts and bars (saves draw one per shard)
+            for noisy in (ProgressCallback, PrinterCallback):
+                trainer.remove_callback(noisy)
+            trainer.add_callback(StepLines(self.member.name))
+            logging.disable_progress_bar()
         resume = last_complete_checkpoint(self.dir, remove_others=process_state().is_main_process)
         if resume and model is not grown:  # LoRA checkpoints hold only adapters, not the fully trained new layers
             logger.warning(f"{self.member.name}: a LoRA stage cannot resume mid-stage; restarting it")
@@ -220,6 +236,8 @@ class _StageRun:
         model = finish_stage_model(trainer.model)
         record = self._record(trainer, window, eval_loss, clock.elapsed(), self._boundary_loss(model, blocks), usage)
         self._save(model, tokenizer, trainer)
+        if self.console:
+            logging.enable_progress_bar()
         return record
 
     def _grow(self, tokenizer):
@@ -344,27 +362,6 @@ class _StageRun:
                 moments = optimizer_state_by_name(trainer.optimizer, model)
                 write_atomic(self.paths.optimizer_final(name), lambda handle: torch.save(moments, handle))
         state.wait_for_everyone()
-
-
-class _Clock(TrainerCallback):
-    """Wall time of a stage across attempts: time up to the checkpoint a run resumes from, plus this run's."""
-
-    def __init__(self, file: Path):
-        self.file, self.prior, self.t0 = file, 0.0, time.time()
-
-    def start(self, resume: str | None) -> None:
-        self.t0 = time.time()
-        if resume and self.file.is_file():
-            saved = json.loads(self.file.read_text())
-            self.prior = saved.get(Path(resume).name, 0.0)
-
-    def elapsed(self) -> float:
-        return self.prior + time.time() - self.t0
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            saved = json.loads(self.file.read_text()) if self.file.is_file() else {}
-            write_json(self.file, {**saved, f"checkpoint-{state.global_step}": self.elapsed()})
 
 
 def _open_ledger(paths: FamilyPaths, plan: FamilyPlan, max_steps: int | None) -> Ledger:

@@ -3,14 +3,17 @@ The stage loop (grow, train, save, ledger) lives in builder.py; this file adds t
 needs: the token/FLOP ledger in every log line, sequential data (the order is part of the ledger), and AdamW
 moments carried over from the parent through the growth's index maps."""
 
+import json
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging
 
-from ..expansion.checkpoint import storage_errors
+from ..expansion.checkpoint import storage_errors, write_json
 from .optim import GrownAdamW
 
 
@@ -123,6 +126,27 @@ class ProgressiveTrainer(Trainer):
         super().log(logs, start_time)
 
 
+class StageClock(TrainerCallback):
+    """Wall time of a stage across attempts: time up to the checkpoint a run resumes from, plus this run's."""
+
+    def __init__(self, file: Path):
+        self.file, self.prior, self.t0 = file, 0.0, time.time()
+
+    def start(self, resume: str | None) -> None:
+        self.t0 = time.time()
+        if resume and self.file.is_file():
+            saved = json.loads(self.file.read_text())
+            self.prior = saved.get(Path(resume).name, 0.0)
+
+    def elapsed(self) -> float:
+        return self.prior + time.time() - self.t0
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            saved = json.loads(self.file.read_text()) if self.file.is_file() else {}
+            write_json(self.file, {**saved, f"checkpoint-{state.global_step}": self.elapsed()})
+
+
 def optimizer_state_by_name(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, dict]:
     """AdamW state keyed by parameter name (moments on CPU), so it can follow the weights through a growth."""
     inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
@@ -146,6 +170,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Modul
 
 
 __all__ = [
+    "StageClock",
     "ProgressiveTrainer",
     "ProgressiveTrainingArguments",
     "load_optimizer_state",
