@@ -64,7 +64,7 @@ class LRSpec:
 class OptimizerSpec:
     """AdamW hyper-parameters, and what happens to its state at growth: `reset` (fresh moments) or `carry`
     (moments mapped through the growth's index maps and scaled per copy, fresh coordinates starting fresh; see
-    expansion.carry_tensor and optim.GrownAdamW)."""
+    expansion.operators.carry_tensor and training.optim.GrownAdamW)."""
 
     weight_decay: float = 0.1
     adam_beta1: float = 0.9
