@@ -129,7 +129,7 @@ def test_expand_library_call_has_no_cli_import(tiny_checkpoint, tmp_path):
     import sys
 
     code = (
-        "import sys; from hf_progressive.grow import GrowArguments, grow_checkpoint; "
+        "import sys; from hf_progressive.expansion.grow import GrowArguments, grow_checkpoint; "
         f"grow_checkpoint({str(tiny_checkpoint)!r}, {str(tmp_path / 'b')!r}, GrowArguments(num_hidden_layers=3), "
         "progress=False); assert 'hf_progressive.cli' not in sys.modules"
     )

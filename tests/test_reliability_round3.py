@@ -329,8 +329,8 @@ def test_a_build_after_a_kill_during_the_first_data_preparation(tmp_path):
 
 SLOW_PREPARE = """
 import sys, time
-from hf_progressive import token_store
-from hf_progressive.recipe import load_recipe
+from hf_progressive.data import token_store
+from hf_progressive.family.recipe import load_recipe
 original = token_store.write_blocks
 def slow(stream, *args):
     def trickle():

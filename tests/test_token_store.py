@@ -130,8 +130,8 @@ def test_streaming_a_local_parquet_dataset_folder_gives_the_same_blocks(tmp_path
 
 SLOW_ENCODE = """
 import sys, time
-from hf_progressive import token_store
-from hf_progressive.recipe import load_recipe
+from hf_progressive.data import token_store
+from hf_progressive.family.recipe import load_recipe
 original = token_store.write_blocks
 def slow(stream, *args):
     def trickle():
