@@ -33,8 +33,8 @@ from pathlib import Path
 
 import yaml
 
-from hf_progressive.expansion.checkpoint import read_json
 from hf_progressive.family.ledger import FamilyPaths, Ledger
+from hf_progressive.utils.io import read_json
 
 
 ROOT = Path(__file__).resolve().parents[1]

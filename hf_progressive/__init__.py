@@ -9,8 +9,8 @@ import importlib
 # process) costs nothing until a name is used; the trainer side pulls in accelerate and the Trainer, which a user who
 # only grows a model should not pay for either
 _LAZY = {
-    "DEPTH_METHODS": "expansion.plan",
-    "WIDTH_METHODS": "expansion.plan",
+    "DEPTH_METHODS": "expansion.methods",
+    "WIDTH_METHODS": "expansion.methods",
     "GrowthPlan": "expansion.plan",
     "CheckpointError": "errors",
     "DataError": "errors",

@@ -9,6 +9,7 @@ from transformers import LlamaForCausalLM
 
 from hf_progressive import ExpansionError, GrowthPlan, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
 from hf_progressive.expansion.keys import expected_keys
+from hf_progressive.expansion.methods import parse_method
 from hf_progressive.expansion.operators import (
     carry_state_dict,
     carry_tensor,
@@ -17,7 +18,6 @@ from hf_progressive.expansion.operators import (
     fresh_entries,
     new_entries,
 )
-from hf_progressive.expansion.plan import parse_method
 
 
 ALL = dict(hidden_size=64, intermediate_size=80, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4)

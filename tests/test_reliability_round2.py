@@ -18,10 +18,10 @@ from test_reliability import recipe_file, snapshot
 from testing_utils import BIG, SMALL, tiny_recipe_data
 
 from hf_progressive.cli.commands import _os_error, main
-from hf_progressive.expansion.checkpoint import storage_errors
 from hf_progressive.family.builder import build_family
 from hf_progressive.family.ledger import Ledger, build_lock
 from hf_progressive.family.recipe import load_recipe
+from hf_progressive.utils.io import storage_errors
 
 
 def _raw_recipe(tmp: Path, text: str | bytes) -> str:

@@ -10,7 +10,8 @@ from testing_utils import tiny_model
 from transformers import LlamaForCausalLM
 
 from hf_progressive import ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.expansion.streaming import expand_checkpoint, parse_size
+from hf_progressive.expansion.arguments import parse_size
+from hf_progressive.expansion.streaming import expand_checkpoint
 
 
 SIZES = dict(hidden_size=64, intermediate_size=80, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4)

@@ -8,11 +8,9 @@ import difflib
 import functools
 from pathlib import Path
 
-import torch
-
 from ..errors import CheckpointError, HfProgressiveError
-from ..expansion.checkpoint import write_json
 from ..family.ledger import EVAL_FILE, FamilyPaths, is_family, read_family
+from ..utils.io import write_json
 
 
 TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
@@ -27,6 +25,7 @@ def evaluate_member(
     device: str | None = None,
 ) -> dict:
     """Run lm-eval on one checkpoint directory; returns `{task: {metric: value}}` and writes eval_results.json."""
+    import torch
     from lm_eval import __version__ as lm_eval_version
     from lm_eval import simple_evaluate
 

@@ -13,9 +13,10 @@ from transformers.utils import logging
 from ..data.blocks import as_ids, held_out_blocks
 from ..data.token_store import TokenStore
 from ..errors import CheckpointError
-from ..expansion.checkpoint import load_model, read_json, write_atomic, write_json
+from ..expansion.checkpoint import load_model
 from ..family.ledger import FamilyPaths, Ledger, covers, read_family
 from ..models.llama.modeling_llama import ProgressiveLlamaForCausalLM
+from ..utils.io import read_json, write_atomic, write_json
 from .consistency import consistency
 
 

@@ -200,7 +200,17 @@ class PushArguments(PushMetricsArguments):
     )
 
 
+@dataclass
+class DemoArguments:
+    """Options of `hf-progressive demo`."""
+
+    out: str | None = field(
+        default=None, metadata={"help": "Keep the checkpoints here (default: a temporary directory)."}
+    )
+
+
 __all__ = [
+    "DemoArguments",
     "BuildArguments",
     "CompareArguments",
     "ConsistencyArguments",

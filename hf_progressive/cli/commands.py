@@ -1,5 +1,6 @@
-"""The `hf-progressive` command line: it parses (arguments derived from the dataclasses in cli_args.py with
-HfArgumentParser), calls one library function and prints. No library logic lives here.
+"""The `hf-progressive` command line: it parses (arguments derived from the dataclasses in arguments.py by
+parser.py), calls one library function and prints. No library logic lives here, and nothing heavy is imported before
+the arguments are parsed: `--help` and a bad option cost no torch and no transformers.
 
     hf-progressive --help                       # every command, one line each
     hf-progressive plan tiny                    # budgets, steps, FLOPs and saving, before any training
@@ -9,22 +10,20 @@ HfArgumentParser), calls one library function and prints. No library logic lives
 Bad input (a non-Llama checkpoint, a shrinking size, an unknown flag, a non-empty DST, ...) exits 2 with one line on
 stderr and writes nothing; a write that fails mid-run (a full disk) exits 1 with one line, finished work kept."""
 
-import difflib
 import errno
 import sys
 import tempfile
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
 from .. import __version__
 from ..errors import HfProgressiveError
-from ..expansion.grow import GrowArguments, format_growth, grow_checkpoint
+from ..expansion.arguments import GrowArguments
 from ..family.ledger import FamilyPaths, read_family
 from .arguments import (
     BuildArguments,
     CompareArguments,
     ConsistencyArguments,
+    DemoArguments,
     EvaluateArguments,
     PlanArguments,
     PrepareArguments,
@@ -33,30 +32,16 @@ from .arguments import (
     ReportArguments,
     recipe_name,
 )
-
-
-class UsageError(HfProgressiveError):
-    """A command line argparse refused (unknown or malformed option): printed as one line, exit 2."""
-
-
-class _Parser(HfArgumentParser):
-    """HfArgumentParser whose errors are one line (with the closest known option), not usage + message."""
-
-    def error(self, message: str):
-        unknown = [w for w in message.split() if w.startswith("--")] if message.startswith("unrecognized") else []
-        known = [option for action in self._actions for option in action.option_strings]
-        close = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise UsageError(f"{message}{hint}; see {self.prog} --help")
+from .parser import Parser, UsageError  # noqa: F401 (UsageError: raised through Parser.error)
 
 
 def _parse(prog: str, arguments, argv: list[str], positionals=(), description: str | None = None) -> tuple:
     """Parse `argv` into the dataclass `arguments` plus positionals `(name, help, nargs)`; an unknown option is one
     line (exit 2), never a traceback or a usage block."""
-    parser = _Parser(arguments, prog=f"hf-progressive {prog}", description=description)
+    parser = Parser(arguments, prog=f"hf-progressive {prog}", description=description)
     for name, help, nargs in positionals:
         parser.add_argument(name, help=help, nargs=nargs)
-    *parsed, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    *parsed, rest = parser.parse_args_into_dataclasses(argv)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return tuple(parsed) if positionals else (parsed[0], None)
@@ -64,21 +49,25 @@ def _parse(prog: str, arguments, argv: list[str], positionals=(), description: s
 
 RECIPE = ("recipe_path", "Recipe name or YAML file (same as --recipe).", "?")
 OUT = ("out", "A family directory written by build-family.", None)
+DEMO = "Grow a tiny random Llama with every operator and print how well each preserves its function."
+EXPAND = "Grow checkpoint SRC into DST, streamed in bounded memory and verified; DST appears complete or not at all."
 
 
 def _expand_command(argv: list[str]) -> int:
     positionals = [("src", "Source checkpoint directory (or Hub id where the network allows).", None)]
     positionals.append(("dst", "Output directory (must be empty or absent unless --overwrite).", None))
-    args, paths = _parse("expand", GrowArguments, argv, positionals, grow_checkpoint.__doc__)
+    args, paths = _parse("expand", GrowArguments, argv, positionals, EXPAND)
+    from ..expansion.grow import format_growth, grow_checkpoint
+
     print(format_growth(grow_checkpoint(paths.src, paths.dst, args)))
     print(f"saved to {paths.dst}")
     return 0
 
 
 def _demo_command(argv: list[str]) -> int:
-    from .demo import DemoArguments, run_demo
+    (args, _) = _parse("demo", DemoArguments, argv, description=DEMO)
+    from .demo import run_demo
 
-    (args, _) = _parse("demo", DemoArguments, argv, description=run_demo.__doc__)
     if args.out:
         print(run_demo(Path(args.out)))
         print(f"\ncheckpoints kept in {args.out}")
@@ -89,15 +78,16 @@ def _demo_command(argv: list[str]) -> int:
 
 
 def _plan_command(argv: list[str]) -> int:
+    args, extra = _parse("plan", PlanArguments, argv, [RECIPE])
     from ..family.family_plan import format_plan, plan_family
     from ..family.recipe import load_recipe
 
-    args, extra = _parse("plan", PlanArguments, argv, [RECIPE])
     print(format_plan(plan_family(load_recipe(recipe_name(args, extra)), args.mode, args.max_steps_per_stage)))
     return 0
 
 
 def _build_family_command(argv: list[str]) -> int:
+    args, extra = _parse("build-family", BuildArguments, argv, [RECIPE])
     from ..analysis.report import write_report
     from ..family.builder import build_family
     from ..family.console import format_ledger
@@ -105,7 +95,6 @@ def _build_family_command(argv: list[str]) -> int:
     from ..family.recipe import load_recipe
     from ..training.trainer import process_state
 
-    args, extra = _parse("build-family", BuildArguments, argv, [RECIPE])
     recipe, main_process = load_recipe(recipe_name(args, extra)), process_state().is_main_process
     if main_process:
         print(format_plan(plan_family(recipe, args.mode, args.max_steps_per_stage)), flush=True)
@@ -120,11 +109,11 @@ def _build_family_command(argv: list[str]) -> int:
 
 
 def _prepare_data_command(argv: list[str]) -> int:
+    args, extra = _parse("prepare-data", PrepareArguments, argv, [RECIPE])
     from ..data.token_store import format_store, prepare_store
     from ..errors import RecipeError
     from ..family.recipe import load_recipe
 
-    args, extra = _parse("prepare-data", PrepareArguments, argv, [RECIPE])
     recipe = load_recipe(recipe_name(args, extra))
     if not args.out:
         raise RecipeError("--out is required: the folder the token store is written to.")
@@ -141,36 +130,36 @@ def _family(prog: str, arguments, argv: list[str]) -> tuple:
 
 
 def _consistency_command(argv: list[str]) -> int:
+    args, paths = _family("consistency", ConsistencyArguments, argv)
     from ..analysis.consistency import format_consistency
     from ..analysis.report import family_consistency
 
-    args, paths = _family("consistency", ConsistencyArguments, argv)
     print(format_consistency(family_consistency(paths.root, None, args.pairs, args.max_blocks, data=args.data)))
     print(f"written to {paths.consistency}")
     return 0
 
 
 def _evaluate_command(argv: list[str]) -> int:
+    args, paths = _family("evaluate", EvaluateArguments, argv)
     from ..analysis.evaluation import evaluate_family, format_evaluation
 
-    args, paths = _family("evaluate", EvaluateArguments, argv)
     print(format_evaluation(evaluate_family(paths.root, args.task_list(), args.limit)))
     print(f"written to {paths.eval_results} and each member's {paths.eval_results.name}")
     return 0
 
 
 def _report_command(argv: list[str]) -> int:
+    args, paths = _family("report", ReportArguments, argv)
     from ..analysis.report import write_report
 
-    args, paths = _family("report", ReportArguments, argv)
     print(f"report: {write_report(paths.root, args.baseline)}")
     return 0
 
 
 def _compare_command(argv: list[str]) -> int:
+    args, extra = _parse("compare", CompareArguments, argv, [RECIPE])
     from ..analysis.compare import compare
 
-    args, extra = _parse("compare", CompareArguments, argv, [RECIPE])
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     report = compare(
         recipe_name(args, extra), Path(args.out), variants, args.max_steps_per_stage, args.evaluate, args.eval_limit
@@ -181,9 +170,9 @@ def _compare_command(argv: list[str]) -> int:
 
 
 def _push_command(argv: list[str]) -> int:
+    args, paths = _family("push", PushArguments, argv)
     from ..hub.publish import push_family
 
-    args, paths = _family("push", PushArguments, argv)
     options = {k: getattr(args, k) for k in ("private", "dry_run", "revision", "endpoint", "allow_incomplete")}
     for line in push_family(paths.root, args.namespace, args.prefix, **options):
         print(line)
@@ -191,9 +180,9 @@ def _push_command(argv: list[str]) -> int:
 
 
 def _push_metrics_command(argv: list[str]) -> int:
+    args, paths = _family("push-metrics", PushMetricsArguments, argv)
     from ..hub.publish import push_metrics
 
-    args, paths = _family("push-metrics", PushMetricsArguments, argv)
     options = {k: getattr(args, k) for k in ("dry_run", "revision", "endpoint")}
     for line in push_metrics(paths.root, args.namespace, args.prefix, **options):
         print(line)

@@ -1,14 +1,14 @@
 """The demo behind `make demo` / `hf-progressive demo`: save a tiny random Llama (every weight perturbed, so nothing
 passes by accident), grow it through the real `expand` path with every operator, and tabulate the preservation."""
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.utils.logging import disable_progress_bar
 
-from ..expansion.grow import GrowArguments, format_growth, grow_checkpoint
+from ..expansion.arguments import GrowArguments
+from ..expansion.grow import format_growth, grow_checkpoint
 from ..utils.guard import check_replaceable, only_entries
 
 
@@ -30,15 +30,6 @@ METHODS = (
     "aki+interpolate",
     "function_preserving+stack",
 )
-
-
-@dataclass
-class DemoArguments:
-    """Options of `hf-progressive demo`."""
-
-    out: str | None = field(
-        default=None, metadata={"help": "Keep the checkpoints here (default: a temporary directory)."}
-    )
 
 
 def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
@@ -72,4 +63,4 @@ def run_demo(out: Path) -> str:
     return "\n\n".join(details + ["\n".join(rows)])
 
 
-__all__ = ["DemoArguments", "run_demo", "tiny_llama"]
+__all__ = ["run_demo", "tiny_llama"]

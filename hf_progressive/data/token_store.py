@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..errors import DataError
-from ..expansion.checkpoint import atomic_output_dir, folder_hash, write_json
+from ..expansion.checkpoint import atomic_output_dir, folder_hash
 from ..utils.guard import check_replaceable, exclusive, only_entries, recipe_places
+from ..utils.io import write_json
 from .documents import training_documents, validation_documents
 from .spec import HOLDOUT
 from .token_stream import TextTokens, TokenEstimate, encode, write_blocks

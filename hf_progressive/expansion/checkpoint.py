@@ -2,7 +2,6 @@
 dict, build a model from a state dict without a random init, and write outputs atomically (temp dir + rename, so a
 failure never leaves a half-written DST)."""
 
-import errno
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from transformers.utils import logging
 
 from ..errors import CheckpointError
 from ..utils.guard import check_replaceable, only_entries
+from ..utils.io import fsync
 from .keys import IGNORED_TENSORS, TOKENIZER_FILES, expected_keys, expected_shape, tied_keys
 
 
@@ -237,12 +237,12 @@ def publish_dir(tmp: Path, dst: Path, owned=None, **guard) -> None:
     is empty or `owned` recognises it (`guard.check_replaceable`, asked again here, right before the removal)."""
     for file in tmp.rglob("*"):
         if file.is_file():
-            _fsync(file)
+            fsync(file)
     if dst.exists():
         check_replaceable(dst, owned=owned, **{"what": "output", **guard})
         shutil.rmtree(dst)
     tmp.rename(dst)
-    _fsync(dst.parent)
+    fsync(dst.parent)
 
 
 def is_checkpoint_folder(path: Path, marker: str) -> bool:
@@ -269,15 +269,6 @@ def check_writable(path: str | os.PathLike) -> None:
         ) from None
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file's (or a directory's entries') data to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def folder_hash(folder: Path) -> str:
     """sha256 over every file of `folder` (relative path and content, in sorted order): equal folders, equal hash."""
     digest = hashlib.sha256()
@@ -285,60 +276,6 @@ def folder_hash(folder: Path) -> str:
         digest.update(path.relative_to(folder).as_posix().encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
-
-
-def read_json(path: str | os.PathLike) -> dict | None:
-    """The JSON object in `path`, or None when the file does not exist."""
-    path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    """Write JSON durably and atomically (see `write_atomic`)."""
-    write_atomic(path, lambda handle: handle.write((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()))
-
-
-def write_atomic(path: str | os.PathLike, write) -> None:
-    """`write(binary_handle)` into a temp file beside `path`, fsync, rename over `path`, fsync the folder: readers (and
-    a rerun after a crash) see the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with storage_errors(path), open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    _fsync(path.parent)
-
-
-@contextmanager
-def storage_errors(where: str | os.PathLike) -> Iterator[None]:
-    """Writers that report a failed write as their own error (torch.save's zip writer: RuntimeError; safetensors:
-    SafetensorError) raise OSError instead, naming `where`: ENOSPC when the reason says the disk is full (so the
-    message says to free space), EIO otherwise (the reason, no advice about space)."""
-    from safetensors import SafetensorError
-
-    try:
-        yield
-    except (RuntimeError, SafetensorError) as error:
-        reason = str(error).splitlines()[0][:160]
-        full = any(mark in reason for mark in FULL_DISK_MARKS)
-        advice = "; is the disk full?" if full else ""
-        raise OSError(errno.ENOSPC if full else errno.EIO, f"could not write {where} ({reason}){advice}") from error
-
-
-# a failed write that these reasons name is a full disk (or a file-size limit); torch's zip writer only says that its
-# stream stopped ("file write failed", "unexpected pos" from inline_container.cc)
-FULL_DISK_MARKS = (
-    "No space left",
-    "StorageFull",
-    "code: 28",
-    "code: 27",
-    "Disk quota",
-    "File too large",
-    "file write failed",
-    "unexpected pos",
-)
 
 
 def complete_checkpoint(path: Path) -> bool:
@@ -390,10 +327,6 @@ __all__ = [
     "prepare_output_dir",
     "publish_dir",
     "read_config",
-    "read_json",
     "resolve_source",
-    "storage_errors",
     "weight_files",
-    "write_atomic",
-    "write_json",
 ]

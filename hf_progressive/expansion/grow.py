@@ -2,76 +2,24 @@
 (bounded memory), reload both models to measure preservation, enforce `strict`, write growth.json, and only then move
 the result into place. A failed growth (bad input, strict tolerance exceeded, full disk) never touches an existing DST.
 
-    from hf_progressive.grow import GrowArguments, grow_checkpoint
+    from hf_progressive.expansion.arguments import GrowArguments
+    from hf_progressive.expansion.grow import grow_checkpoint
     growth = grow_checkpoint("./small", "./big", GrowArguments(hidden_size=64, num_hidden_layers=4))
 """
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError, ExpansionError
-from .checkpoint import (
-    atomic_output_dir,
-    check_weights,
-    load_model,
-    prepare_output_dir,
-    read_config,
-    read_json,
-    resolve_source,
-    write_json,
-)
-from .plan import DEFAULT_WIDTH, GrowthPlan
+from ..utils.io import read_json, write_json
+from .arguments import GrowArguments
+from .checkpoint import atomic_output_dir, check_weights, load_model, prepare_output_dir, read_config, resolve_source
+from .plan import GrowthPlan
 from .record import GROWTH_FILE
-from .sizes import SIZE_FIELDS, grown_config, parameter_counts
-from .streaming import check_room, output_guard, parse_size, write_expansion
+from .sizes import grown_config, parameter_counts
+from .streaming import check_room, output_guard, write_expansion
 from .verification import check_preservation, verify_expansion
-
-
-@dataclass
-class GrowArguments:
-    """Options of a growth (`hf-progressive expand SRC DST`); sizes left out keep the source's value."""
-
-    hidden_size: int | None = field(default=None, metadata={"help": "Target hidden_size."})
-    intermediate_size: int | None = field(default=None, metadata={"help": "Target intermediate_size (FFN)."})
-    num_hidden_layers: int | None = field(default=None, metadata={"help": "Target number of layers."})
-    num_attention_heads: int | None = field(default=None, metadata={"help": "Target query heads (head_dim fixed)."})
-    num_key_value_heads: int | None = field(default=None, metadata={"help": "Target key/value heads (GQA groups)."})
-    method: str = field(
-        default=DEFAULT_WIDTH,
-        metadata={
-            "help": "WIDTH, DEPTH or WIDTH+DEPTH. Width: function_preserving, fpi, aki, hypercloning; depth: "
-            "identity, interpolate, stack (e.g. fpi+stack)."
-        },
-    )
-    seed: int = field(default=0, metadata={"help": "Seeds every random choice and draw."})
-    noise_std: float | None = field(
-        default=None,
-        metadata={
-            "help": "Paired symmetry-breaking noise for copy-based width operators, as a fraction of each tensor's "
-            "std (default: 0.01 for fpi, aki and hypercloning, 0 for function_preserving)."
-        },
-    )
-    inserted_layers: list[int] | None = field(
-        default=None, metadata={"help": "Positions of the new identity blocks in the grown model (default: even)."}
-    )
-    strict: bool = field(default=False, metadata={"help": "Fail if a function-preserving growth moves the logits."})
-    verify: bool = field(
-        default=True,
-        metadata={
-            "help": "Load both models after writing to measure preservation "
-            "(--no-verify for checkpoints too large for memory)."
-        },
-    )
-    max_shard_size: str = field(default="5GB", metadata={"help": "Largest output shard, e.g. 5GB or 500MB."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace DST if it exists and is not empty."})
-
-    def __post_init__(self):
-        parse_size(self.max_shard_size)  # a bad size is a one-line error before any work
-
-    def sizes(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in SIZE_FIELDS if getattr(self, name) is not None}
 
 
 def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = True) -> dict:
@@ -173,6 +121,4 @@ def format_growth(growth: dict) -> str:
     return "\n".join([header] + [f"  {label:<22}{value}" for label, value in rows])
 
 
-ExpandArguments = GrowArguments  # the name `hf-progressive expand` used before 0.2
-
-__all__ = ["ExpandArguments", "GrowArguments", "format_growth", "grow_checkpoint", "plan_growth"]
+__all__ = ["format_growth", "grow_checkpoint", "plan_growth"]

@@ -12,6 +12,7 @@ from transformers.utils import logging
 
 from ..errors import ExpansionError
 from .keys import axis_sizes
+from .methods import DEFAULT_NOISE_STD, DEFAULT_WIDTH, MAX_NOISE_STD, WIDTH_METHODS, parse_method
 from .sizes import validate_growth
 
 
@@ -19,18 +20,6 @@ logger = logging.get_logger(__name__)
 
 FRESH = -1  # an index-map entry for a unit that copies nothing (new weights: random or zero, see expansion.py)
 
-# width operator -> how new units are sourced: "fresh" (Gesmundo & Maile 2023: new weights, zero residual writes),
-# "random" (bert2BERT FPI/AKI: copies of randomly chosen old units, as balanced as possible), "cyclic" (HyperCloning:
-# every unit cloned the same integer number of times, block-repeated)
-WIDTH_METHODS = {"function_preserving": "fresh", "fpi": "random", "aki": "random", "hypercloning": "cyclic"}
-# depth operator -> docstring of `_layer_sources`
-DEPTH_METHODS = ("identity", "interpolate", "stack")
-DEFAULT_WIDTH, DEFAULT_DEPTH = "function_preserving", "identity"
-MAX_NOISE_STD = 1.0  # noise as large as the weights' own spread: beyond it nothing of the parent survives
-# default paired noise (a fraction of each tensor's std) by width operator: copies of a unit start identical and,
-# fed identical gradients, would stay identical forever; paired noise (HyperCloning) breaks the tie and keeps the
-# function exactly (it sums to zero over each group of copies). Fresh units need none.
-DEFAULT_NOISE_STD = {"function_preserving": 0.0, "fpi": 0.01, "aki": 0.01, "hypercloning": 0.01}
 PER_LAYER_AXES = ("q", "kv", "ffn")  # axes whose units belong to one layer (AKI sources their new units upstairs)
 # fields a growth must leave untouched (sizes grow, rms_norm_eps is derived by the plan)
 FIXED_FIELDS = ("vocab_size", "head_dim", "tie_word_embeddings", "attention_bias", "mlp_bias", "hidden_act")
@@ -86,26 +75,6 @@ class LayerSource:
     source: int
     inserted: bool
     donor: int
-
-
-def parse_method(method: str) -> tuple[str, str]:
-    """`"fpi+stack"` -> `("fpi", "stack")`; a lone width or depth name takes the default for the other half."""
-    width, depth = DEFAULT_WIDTH, DEFAULT_DEPTH
-    parts = [part.strip() for part in method.split("+")] if method else []
-    if not parts or len(parts) > 2:
-        raise ExpansionError(f"method={method!r}: expected 'WIDTH', 'DEPTH' or 'WIDTH+DEPTH'. {_known_methods()}")
-    for part in parts:
-        if part in WIDTH_METHODS:
-            width = part
-        elif part in DEPTH_METHODS:
-            depth = part
-        else:
-            raise ExpansionError(f"method={method!r}: unknown operator {part!r}. {_known_methods()}")
-    return width, depth
-
-
-def _known_methods() -> str:
-    return f"Width operators: {', '.join(WIDTH_METHODS)}; depth operators: {', '.join(DEPTH_METHODS)}."
 
 
 def _balanced(n_old: int, k: int, generator: torch.Generator) -> list[int]:
@@ -307,12 +276,8 @@ def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_
 
 
 __all__ = [
-    "DEFAULT_NOISE_STD",
-    "DEPTH_METHODS",
     "FRESH",
-    "WIDTH_METHODS",
     "GrowthPlan",
     "IndexMap",
     "LayerSource",
-    "parse_method",
 ]

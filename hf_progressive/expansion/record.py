@@ -1,22 +1,20 @@
 """growth.json, the record of one growth: where it lies beside a grown checkpoint (`GROWTH_FILE`) and what it holds
 (parent, operators, seed, the plan's index maps, each tensor's sources, parameter counts, versions)."""
 
-import torch
-
 from .keys import expected_keys, storage_key
-from .operators import new_entries, source_keys
-from .plan import GrowthPlan
 from .sizes import parameter_counts
 
 
 GROWTH_FILE = "growth.json"
 
 
-def streaming_growth_record(parent: str, plan: GrowthPlan) -> dict:
+def streaming_growth_record(parent: str, plan) -> dict:
     """growth.json without the models in memory (streaming expansion): no preservation report, counts from shapes."""
+    import torch
     import transformers
 
     from .. import __version__
+    from .operators import new_entries, source_keys  # the tensor side: imported when a growth is recorded
 
     sources, new = {}, 0
     for key in expected_keys(plan.dst):

@@ -5,7 +5,6 @@ tensors are appended one at a time: resident memory is a few tensors, whatever t
 
 import json
 import os
-import re
 import shutil
 import struct
 from contextlib import ExitStack
@@ -16,6 +15,8 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from ..errors import ExpansionError
+from ..utils.io import write_json
+from .arguments import parse_size
 from .checkpoint import (
     INDEX_FILE,
     SINGLE_FILE,
@@ -25,34 +26,14 @@ from .checkpoint import (
     is_checkpoint_folder,
     read_config,
     weight_files,
-    write_json,
 )
 from .keys import expected_keys, storage_key
+from .methods import DEFAULT_WIDTH
 from .operators import expand_tensor
-from .plan import DEFAULT_WIDTH, GrowthPlan
+from .plan import GrowthPlan
 
 
 SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
-
-
-# transformers' units (KB/MB/GB decimal, KiB/MiB/GiB binary) plus TB/TiB and decimals ("1.5GB"), which its
-# convert_file_size_to_int does not read
-SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-SIZE_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(B|[KMGT]I?B)?\s*$", re.IGNORECASE)
-
-
-def parse_size(size: str | int) -> int:
-    """ "5GB" -> 5_000_000_000, "10KiB" -> 10_240 (as transformers' max_shard_size); one-line error unless
-    positive."""
-    if isinstance(size, int) and not isinstance(size, bool):
-        value = size
-    else:
-        match = SIZE.match(str(size))
-        value = int(float(match[1]) * SIZE_UNITS[(match[2] or "B").upper()]) if match else 0
-    if value <= 0:
-        raise ExpansionError(f"max_shard_size={size!r}: write a positive size such as 5GB, 500MB or 10KiB.")
-    return value
 
 
 def check_room(out: Path, total: int, largest: int) -> None:
@@ -229,6 +210,5 @@ __all__ = [
     "expand_checkpoint",
     "is_expansion_folder",
     "output_guard",
-    "parse_size",
     "write_expansion",
 ]

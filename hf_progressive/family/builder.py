@@ -14,16 +14,9 @@ from transformers.utils import logging
 
 from ..data.blocks import BlockWindow, as_ids, check_ids
 from ..errors import CheckpointError, RecipeError
-from ..expansion.checkpoint import (
-    check_writable,
-    last_complete_checkpoint,
-    load_model,
-    publish_dir,
-    read_json,
-    write_atomic,
-    write_json,
-)
-from ..expansion.grow import GrowArguments, grow_checkpoint, plan_growth
+from ..expansion.arguments import GrowArguments
+from ..expansion.checkpoint import check_writable, last_complete_checkpoint, load_model, publish_dir
+from ..expansion.grow import grow_checkpoint, plan_growth
 from ..expansion.operators import carry_state_dict
 from ..expansion.record import GROWTH_FILE
 from ..expansion.sizes import SIZE_FIELDS
@@ -44,6 +37,7 @@ from ..training.trainer import (
     optimizer_state_by_name,
     process_state,
 )
+from ..utils.io import read_json, write_atomic, write_json
 from .budget import stage_flops_per_token
 from .console import HEADER, StepLines, ledger_row, say
 from .family_plan import FamilyPlan, MemberPlan, plan_family

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CheckpointError, RecipeError
-from ..expansion.checkpoint import write_json
 from ..expansion.record import GROWTH_FILE
 from ..utils.coerce import coerce
 from ..utils.guard import exclusive, is_own_temp
+from ..utils.io import write_json
 
 
 SCHEMA_VERSION = 2  # 1: the untyped ledger of hf_progressive <= 0.1 (no schema_version field)

@@ -10,7 +10,7 @@ import yaml
 
 from ..data.spec import HOLDOUT, DataSpec, TokenizerSpec
 from ..errors import ExpansionError, RecipeError
-from ..expansion.plan import MAX_NOISE_STD, parse_method
+from ..expansion.methods import MAX_NOISE_STD, parse_method
 from ..utils.coerce import coerce
 from .budget import MODES
 from .recipe_text import YamlLoader
@@ -33,7 +33,7 @@ class MemberSpec:
     num_key_value_heads: int | None = None
     params: float | None = None
     method: str = "function_preserving+identity"
-    noise_std: float | None = None  # paired symmetry-breaking noise; default: plan.DEFAULT_NOISE_STD of the operator
+    noise_std: float | None = None  # paired symmetry-breaking noise; default: the operator's methods.DEFAULT_NOISE_STD
     tokens_per_param: float | None = None  # overrides the recipe-wide multiple
     max_lr: float | None = None  # overrides the recipe-wide schedule
     train_inherited: str = "full"  # full | frozen | lora: how layers inherited from the parent train (peft_stage.py)

@@ -8,8 +8,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..errors import CheckpointError
-from ..expansion.checkpoint import read_json
 from ..family.ledger import FamilyPaths, Ledger
+from ..utils.io import read_json
 
 
 TEMPLATES_DIR = Path(__file__).parent / "model_cards"

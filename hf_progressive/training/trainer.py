@@ -13,7 +13,7 @@ from accelerate import PartialState
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging
 
-from ..expansion.checkpoint import storage_errors, write_json
+from ..utils.io import storage_errors, write_json
 from .optim import GrownAdamW
 
 

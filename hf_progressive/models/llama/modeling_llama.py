@@ -9,11 +9,13 @@ from transformers import LlamaForCausalLM, PreTrainedModel
 from transformers.utils import logging
 
 from ...errors import ExpansionError
-from ...expansion.checkpoint import load_model, model_from_state_dict, write_json
+from ...expansion.checkpoint import load_model, model_from_state_dict
+from ...expansion.methods import DEFAULT_WIDTH
 from ...expansion.operators import expand_state_dict
-from ...expansion.plan import DEFAULT_WIDTH, GrowthPlan
+from ...expansion.plan import GrowthPlan
 from ...expansion.record import GROWTH_FILE, streaming_growth_record
 from ...expansion.verification import check_preservation, verify_expansion
+from ...utils.io import write_json
 from .configuration_llama import ProgressiveLlamaConfig
 
 
@@ -67,7 +69,7 @@ class ProgressiveLlamaForCausalLM(LlamaForCausalLM):
                 of function_preserving, fpi, aki, hypercloning and depth one of identity, interpolate, stack.
             seed (`int`): seeds every random choice and draw.
             noise_std (`float`, *optional*): paired symmetry-breaking noise for copy-based width operators (fraction of
-                each tensor's std); default: the operator's `plan.DEFAULT_NOISE_STD` (0.01 for copies, 0 otherwise).
+                each tensor's std); default: the operator's `methods.DEFAULT_NOISE_STD` (0.01 for copies, 0 otherwise).
             inserted_layers (`list[int]`, *optional*): positions of the new identity blocks (default: evenly spread).
             strict (`bool`): raise if a function-preserving growth moves the logits beyond the dtype's tolerance.
             verify (`bool`): compare both models on a probe batch and record it in `growth["preservation"]`.
