@@ -19,8 +19,8 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as done:
     code = done.code
-print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}), file=sys.stderr)
-""" % (HEAVY,)
+print(json.dumps({"code": code, "heavy": [m for m in HEAVY_NAMES if m in sys.modules]}), file=sys.stderr)
+""".replace("HEAVY_NAMES", repr(HEAVY))
 
 
 def _run(*argv: str) -> dict:
@@ -47,7 +47,7 @@ from hf_progressive.cli import main  # the console script's main module: a spawn
 def probe(_):
     # VmHWM: this process's own peak (ru_maxrss would carry the forking parent's peak over into the child)
     status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-    return [m for m in %r if m in sys.modules], int(status["VmHWM"].split()[0])
+    return [m for m in HEAVY_NAMES if m in sys.modules], int(status["VmHWM"].split()[0])
 
 if __name__ == "__main__":
     import multiprocessing
@@ -61,7 +61,7 @@ if __name__ == "__main__":
         ids = pool.apply(tokenize_worker.encode_chunk, (["a short document"],))
         heavy, rss_kb = pool.apply(probe, (0,))
     print(json.dumps({"heavy": heavy, "rss_mb": rss_kb / 1024, "tokens": len(ids)}))
-""" % (HEAVY,)
+""".replace("HEAVY_NAMES", repr(HEAVY))
 
 
 def test_a_prepare_data_worker_imports_no_training_stack_and_stays_small(tmp_path):
