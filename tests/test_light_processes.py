@@ -28,12 +28,17 @@ def _run(*argv: str) -> dict:
     return json.loads(result.stderr.strip().splitlines()[-1])
 
 
+ERRORS = [
+    ["plan", "--bogus"],
+    ["build-family", "--max-steps-per-stage", "0"],
+    ["expand", "a", "b", "--max-shard-size", "lots"],
+    ["push", "out"],
+]
+
+
 @pytest.mark.parametrize(
-    "argv",
-    [["--help"], *([name, "--help"] for name in COMMANDS), ["plan", "--bogus"], ["build-family", "--max-steps-per-stage", "0"],
-     ["expand", "a", "b", "--max-shard-size", "lots"], ["push", "out"]],
-    ids=lambda argv: " ".join(argv),
-)  # fmt: skip
+    "argv", [["--help"], *([name, "--help"] for name in COMMANDS), *ERRORS], ids=lambda argv: " ".join(argv)
+)
 def test_help_and_argument_errors_import_no_training_stack(argv):
     seen = _run(*argv)
     assert seen["heavy"] == [], seen
