@@ -30,8 +30,8 @@ MAKE_SOURCE = """
 import sys, torch
 from pathlib import Path
 from transformers import LlamaConfig
-from hf_progressive.plan import GrowthPlan
-from hf_progressive.streaming import _shard, _target_shapes, _write_shard
+from hf_progressive.expansion.plan import GrowthPlan
+from hf_progressive.expansion.streaming import _shard, _target_shapes, _write_shard
 config = LlamaConfig(**{sizes}, dtype=torch.bfloat16)
 config.architectures = ["LlamaForCausalLM"]
 out = Path(sys.argv[1]); out.mkdir(parents=True)
@@ -56,8 +56,8 @@ for name, keys in zip(names, shards):
 STREAM = """
 import sys
 from hf_progressive import ProgressiveLlamaConfig
-from hf_progressive.checkpoint import read_config
-from hf_progressive.streaming import expand_checkpoint
+from hf_progressive.expansion.checkpoint import read_config
+from hf_progressive.expansion.streaming import expand_checkpoint
 config = ProgressiveLlamaConfig.from_smaller(read_config(sys.argv[1]), **{target})
 expand_checkpoint(sys.argv[1], sys.argv[2], config, "function_preserving", seed=0, progress=False)
 """
@@ -65,7 +65,7 @@ expand_checkpoint(sys.argv[1], sys.argv[2], config, "function_preserving", seed=
 IN_MEMORY = """
 import sys
 from hf_progressive import ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
-from hf_progressive.checkpoint import read_config
+from hf_progressive.expansion.checkpoint import read_config
 config = ProgressiveLlamaConfig.from_smaller(read_config(sys.argv[1]), **{target})
 big = ProgressiveLlamaForCausalLM.from_smaller(sys.argv[1], config, "function_preserving", seed=0, verify=False)
 big.save_pretrained(sys.argv[2], max_shard_size="5GB")

@@ -117,9 +117,9 @@ def ceiling(tokenizer_dir: Path, corpus: Path, max_docs: int = 20_000, repeats: 
 
 OPEN_WINDOW = """
 import json, sys, time, psutil
-from hf_progressive.budget import Window
+from hf_progressive.family.budget import Window
 from hf_progressive.data import BlockWindow
-from hf_progressive.token_store import TokenStore
+from hf_progressive.data.token_store import TokenStore
 before = psutil.Process().memory_info().rss  # after the imports: what opening the window itself costs
 start = time.perf_counter()
 store = TokenStore.open(sys.argv[1])

@@ -17,6 +17,7 @@ from hf_progressive.expansion.operators import (
     expand_tensor,
     fresh_entries,
     new_entries,
+    new_entry_count,
 )
 
 
@@ -135,6 +136,18 @@ def test_state_dict_has_exact_keys_and_shapes(overrides, sizes, method):
     assert {k: tuple(v.shape) for k, v in grown.items()} == {k: tuple(v.shape) for k, v in reference.items()}
     assert big.config.head_dim == small.config.head_dim
     assert all(torch.isfinite(v).all() for v in grown.values())
+
+
+@pytest.mark.parametrize("overrides, sizes, method", list(_cases()))
+def test_new_entry_count_equals_the_mask_it_replaces(overrides, sizes, method):
+    """growth.json's count of new entries, in closed form, against the mask itself (the oracle), on every tensor of
+    every growth case (tied and untied, inserted and copied layers, fresh and copied units)."""
+    src = tiny_config(**overrides)
+    width, depth = parse_method(method.split(" ")[0])
+    plan = GrowthPlan.from_configs(src, ProgressiveLlamaConfig.from_smaller(src, **sizes), f"{width}+{depth}", seed=0)
+    counts = {key: new_entry_count(key, plan) for key in expected_keys(plan.dst)}
+    assert counts == {key: int(new_entries(key, plan).sum()) for key in expected_keys(plan.dst)}
+    assert any(counts.values()) or sizes == {}
 
 
 def _train_steps(model, steps: int = 2, lr: float = 1e-2):

@@ -189,6 +189,22 @@ def new_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
     return mask
 
 
+def new_entry_count(key: str, plan: GrowthPlan) -> int:
+    """`int(new_entries(key, plan).sum())` without building the mask: an entry is old only where every axis is at an
+    old row (the first copy of its unit), so the count is the tensor's size minus the product of old rows per axis
+    (all of it in a layer that is not the first copy of its old layer). O(units), not O(entries)."""
+    key = storage_key(key, plan.dst)
+    spec, (layer, _) = tensor_spec(key), split_layer_key(key)
+    total, old = 1, 1
+    for axis, _role in spec.axes:
+        if axis == "vocab":
+            total, old = total * plan.dst.vocab_size, old * plan.dst.vocab_size
+            continue
+        per_unit, first = rows_per_unit(axis, plan.src.head_dim), plan.maps[axis].first
+        total, old = total * per_unit * len(first), old * per_unit * sum(first)
+    return total if layer is not None and plan.layers[layer].inserted else total - old
+
+
 def _identity_block(layer: int | None, plan: GrowthPlan) -> bool:
     """Whether grown layer `layer` is a block the identity depth operator inserted (LLaMA Pro: nothing inherited)."""
     return layer is not None and plan.layers[layer].inserted and plan.depth_method == "identity"
@@ -345,6 +361,7 @@ __all__ = [
     "fresh_entries",
     "gradient_share",
     "new_entries",
+    "new_entry_count",
     "source_keys",
     "tensor_generator",
 ]

@@ -14,13 +14,13 @@ def streaming_growth_record(parent: str, plan) -> dict:
     import transformers
 
     from .. import __version__
-    from .operators import new_entries, source_keys  # the tensor side: imported when a growth is recorded
+    from .operators import new_entry_count, source_keys  # the tensor side: imported when a growth is recorded
 
     sources, new = {}, 0
     for key in expected_keys(plan.dst):
         source, donor = source_keys(key, plan)
         sources[key] = {"from": source} | ({"donor": donor} if donor else {})
-        new += int(new_entries(key, plan).sum()) if storage_key(key, plan.dst) == key else 0
+        new += new_entry_count(key, plan) if storage_key(key, plan.dst) == key else 0
     return {
         "parent": parent,
         "operator": f"{plan.width_method}+{plan.depth_method}",
