@@ -75,7 +75,7 @@ def _add(parser: argparse.ArgumentParser, spec: dataclasses.Field, kind) -> None
         kwargs.update(type=kind)
     parser.add_argument(*options, **kwargs)
     if kind is bool and spec.default is True:
-        negatives = [f"--no_{spec.name}"] + ([f"--no-{spec.name.replace('_', '-')}"] if "_" in spec.name else [])
+        negatives = [f"--no_{spec.name}", f"--no-{spec.name.replace('_', '-')}"]  # as HfArgumentParser: both
         parser.add_argument(*negatives, action="store_false", dest=spec.name, help=f"Turn off --{spec.name}.")
 
 

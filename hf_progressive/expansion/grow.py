@@ -1,6 +1,7 @@
 """Grow a checkpoint directory into a larger one, end to end: stream the expansion into a temp folder beside DST
-(bounded memory), reload both models to measure preservation, enforce `strict`, write growth.json, and only then move
-the result into place. A failed growth (bad input, strict tolerance exceeded, full disk) never touches an existing DST.
+(bounded memory), run both checkpoints layer by layer to measure preservation, enforce `strict`, write growth.json,
+and only then move the result into place. A failed growth (bad input, strict tolerance exceeded, full disk) never
+touches an existing DST.
 
     from hf_progressive.expansion.arguments import GrowArguments
     from hf_progressive.expansion.grow import grow_checkpoint
@@ -14,12 +15,13 @@ import torch
 from ..errors import CheckpointError, ExpansionError
 from ..utils.io import read_json, write_json
 from .arguments import GrowArguments
-from .checkpoint import atomic_output_dir, check_weights, load_model, prepare_output_dir, read_config, resolve_source
+from .checkpoint import atomic_output_dir, check_weights, prepare_output_dir, read_config, resolve_source
+from .layerwise import verify_checkpoints
 from .plan import GrowthPlan
 from .record import GROWTH_FILE
 from .sizes import grown_config, parameter_counts
 from .streaming import check_room, output_guard, write_expansion
-from .verification import check_preservation, verify_expansion
+from .verification import check_preservation
 
 
 def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = True) -> dict:
@@ -95,11 +97,11 @@ def check_target_size(src_dir: Path, dst: str | Path, args: GrowArguments) -> No
 
 
 def _verified(src_dir: Path, grown_dir: Path, strict: bool) -> dict:
-    """Preservation of the grown checkpoint against its source; `ExpansionError` if `strict` and it is exceeded."""
-    small, big = load_model(src_dir), load_model(grown_dir)
-    report = verify_expansion(small, big)
+    """Preservation of the grown checkpoint against its source, one layer in memory at a time (`layerwise`);
+    `ExpansionError` if `strict` and it is exceeded."""
+    report = verify_checkpoints(src_dir, grown_dir)
     if strict:
-        check_preservation(report, big.dtype)
+        check_preservation(report, getattr(torch, report["dtype"]))
     return report
 
 

@@ -36,9 +36,15 @@ def verify_expansion(small, big, input_ids: torch.Tensor | None = None) -> dict[
     ids = input_ids.to(small.device)
     out_small, out_big = small(ids, labels=ids), big(ids.to(big.device), labels=ids.to(big.device))
     noise = dtype_noise(small, ids, out_small.logits)
-    dtype = torch.promote_types(out_small.logits.dtype, torch.float32)
-    a = out_small.logits.to(dtype)
-    b = out_big.logits.to(device=a.device, dtype=dtype)
+    report = report_from_logits(out_small.logits, out_big.logits, input_ids, noise, dtype_name(out_small.logits.dtype))
+    return {**report, "loss_small": out_small.loss.item(), "loss_big": out_big.loss.item()}
+
+
+def report_from_logits(small: torch.Tensor, big: torch.Tensor, ids: torch.Tensor, noise: float, dtype: str) -> dict:
+    """The preservation report from both models' logits on `ids`: logit differences, KL(small || big) from
+    log-softmax in at least fp32, next-token losses, the dtype and its own rounding (`dtype_noise`)."""
+    kind = torch.promote_types(small.dtype, torch.float32)
+    a, b = small.to(kind), big.to(device=small.device, dtype=kind)
     diff = (a - b).abs()
     log_p, log_q = torch.log_softmax(a, dim=-1), torch.log_softmax(b, dim=-1)
     kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
@@ -46,12 +52,22 @@ def verify_expansion(small, big, input_ids: torch.Tensor | None = None) -> dict[
         "max_abs_logit_diff": diff.max().item(),
         "mean_abs_logit_diff": diff.mean().item(),
         "kl": max(kl.item(), 0.0),
-        "loss_small": out_small.loss.item(),
-        "loss_big": out_big.loss.item(),
-        "dtype": str(out_small.logits.dtype).removeprefix("torch."),
+        "loss_small": _next_token_loss(a, ids),
+        "loss_big": _next_token_loss(b, ids),
+        "dtype": dtype,
         "dtype_noise": noise,
-        "probe_shape": list(input_ids.shape),
+        "probe_shape": list(ids.shape),
     }
+
+
+def _next_token_loss(logits: torch.Tensor, ids: torch.Tensor) -> float:
+    """Mean cross-entropy of each position's logits against the next id (what a causal LM's `labels=ids` gives)."""
+    flat = logits[:, :-1].float().reshape(-1, logits.shape[-1])
+    return torch.nn.functional.cross_entropy(flat, ids[:, 1:].reshape(-1).to(logits.device)).item()
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 @torch.no_grad()
@@ -86,8 +102,10 @@ __all__ = [
     "NOISE_FACTOR",
     "TOLERANCES",
     "check_preservation",
+    "dtype_name",
     "dtype_noise",
     "preservation_bound",
     "probe_ids",
+    "report_from_logits",
     "verify_expansion",
 ]
