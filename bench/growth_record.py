@@ -6,33 +6,16 @@ depth-only growth (16 -> 24 layers, stack) and its width+depth growth to 2.4B. P
 
 import time
 
+from expand_1b import SOURCE, TARGET  # the same 1.1B source and 2.4B target (bench/ is on the path when run)
 from transformers import LlamaConfig
 
 from hf_progressive.expansion.plan import GrowthPlan
 from hf_progressive.expansion.record import streaming_growth_record
 
 
-SOURCE = dict(
-    vocab_size=32000,
-    hidden_size=2048,
-    intermediate_size=8192,
-    num_hidden_layers=16,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=64,
-)
 GROWTHS = {
     "depth 16 -> 24 (stack)": ({"num_hidden_layers": 24}, "function_preserving+stack"),
-    "width+depth to 2.4B": (
-        {
-            "hidden_size": 2560,
-            "intermediate_size": 10240,
-            "num_hidden_layers": 24,
-            "num_attention_heads": 40,
-            "num_key_value_heads": 10,
-        },
-        "function_preserving+identity",
-    ),
+    "width+depth to 2.4B": (TARGET, "function_preserving+identity"),
 }
 
 
