@@ -118,7 +118,7 @@ def ceiling(tokenizer_dir: Path, corpus: Path, max_docs: int = 20_000, repeats: 
 OPEN_WINDOW = """
 import json, sys, time, psutil
 from hf_progressive.family.budget import Window
-from hf_progressive.data import BlockWindow
+from hf_progressive.data.blocks import BlockWindow
 from hf_progressive.data.token_store import TokenStore
 before = psutil.Process().memory_info().rss  # after the imports: what opening the window itself costs
 start = time.perf_counter()
