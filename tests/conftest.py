@@ -1,4 +1,5 @@
-"""Fixtures: a tiny saved Llama checkpoint (once per session) and deterministic seeding."""
+"""Fixtures: a tiny saved Llama checkpoint, a tiny built family and a pretrained first member (each once per
+session), and deterministic seeding."""
 
 import pytest
 import torch
@@ -28,3 +29,25 @@ def tiny_family(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("family")
     ledger = build_family(tiny_recipe(tmp), tmp / "out", max_steps=STEPS)
     return tmp / "out", ledger
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory):
+    """A saved tiny Llama (every weight random) with its own byte-level BPE tokenizer of 300 tokens."""
+    from testing_utils import randomize_
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hf_progressive.data.documents import iter_texts
+    from hf_progressive.data.spec import DataSpec
+    from hf_progressive.data.tokenizer import train_bpe
+
+    path = tmp_path_factory.mktemp("pretrained") / "base"
+    tokenizer = train_bpe(iter_texts(DataSpec(), "train"), 300, 30_000)
+    config = LlamaConfig(
+        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, max_position_embeddings=64, rope_theta=50_000.0,
+        eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    randomize_(LlamaForCausalLM(config)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

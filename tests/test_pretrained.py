@@ -7,29 +7,9 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from testing_utils import BIG, gpt2_checkpoint, randomize_, remote_code_checkpoint, tiny_recipe_data
-from transformers import LlamaConfig, LlamaForCausalLM
+from testing_utils import BIG, gpt2_checkpoint, remote_code_checkpoint, tiny_recipe_data
 
 from hf_progressive.cli import main
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """A saved tiny Llama (every weight random) with its own byte-level BPE tokenizer of 300 tokens."""
-    from hf_progressive.data.documents import iter_texts
-    from hf_progressive.data.spec import DataSpec
-    from hf_progressive.data.tokenizer import train_bpe
-
-    path = tmp_path_factory.mktemp("pretrained") / "base"
-    tokenizer = train_bpe(iter_texts(DataSpec(), "train"), 300, 30_000)
-    config = LlamaConfig(
-        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, max_position_embeddings=64, rope_theta=50_000.0,
-        eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
-    randomize_(LlamaForCausalLM(config)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def _recipe(tmp_path, source, **changes) -> str:

@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 from test_reliability import snapshot
+from test_token_store import SLOW_ENCODE
 from testing_utils import BIG, SMALL, STEPS, tiny_recipe_data
 
 from hf_progressive.cli import main
@@ -327,25 +328,9 @@ def test_a_build_after_a_kill_during_the_first_data_preparation(tmp_path):
     assert not list(out.glob(".data.tmp-*")) and (out / "family.json").is_file()
 
 
-SLOW_PREPARE = """
-import sys, time
-from hf_progressive.data import token_store
-from hf_progressive.family.recipe import load_recipe
-original = token_store.write_blocks
-def slow(stream, *args):
-    def trickle():
-        for tokens in stream:
-            time.sleep(0.5)
-            yield tokens
-    return original(trickle(), *args)
-token_store.write_blocks = slow
-token_store.prepare_store(load_recipe(sys.argv[1]), sys.argv[2], max_tokens=4000, progress=False)
-"""
-
-
 def test_a_second_prepare_data_is_refused_while_the_first_writes(tmp_path, capsys):
     recipe, out = _recipe(tmp_path), tmp_path / "store"
-    first = subprocess.Popen([sys.executable, "-c", SLOW_PREPARE, recipe, str(out)])
+    first = subprocess.Popen([sys.executable, "-c", SLOW_ENCODE, recipe, str(out), "0.5", "4000"])
     try:
         deadline = time.time() + 120
         while not list(tmp_path.glob(".store.tmp-*/train.bin")) and time.time() < deadline:
@@ -496,27 +481,6 @@ def test_a_training_option_of_one_member_is_checked_too(tmp_path, capsys):
 # ---- item 12: a family started from a checkpoint (`members[0].from:`) ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    """A tiny Llama checkpoint (every weight random) with its own BPE of 300 tokens."""
-    from testing_utils import randomize_
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from hf_progressive.data.documents import iter_texts
-    from hf_progressive.data.spec import DataSpec
-    from hf_progressive.data.tokenizer import train_bpe
-
-    path = tmp_path_factory.mktemp("base") / "base"
-    tokenizer = train_bpe(iter_texts(DataSpec(), "train"), 300, 30_000)
-    config = LlamaConfig(
-        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, max_position_embeddings=64, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
-    randomize_(LlamaForCausalLM(config)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def _variant(tmp: Path, base: Path, change) -> Path:
     """A copy of `base` changed by `change(folder)`."""
     folder = Path(shutil.copytree(base, tmp / "variant"))
@@ -574,7 +538,8 @@ FROM_CASES = [  # (id, change to the checkpoint, recipe changes, fragment)
 
 
 @pytest.mark.parametrize("change, changes, fragment", [r[1:] for r in FROM_CASES], ids=[r[0] for r in FROM_CASES])
-def test_a_checkpoint_that_does_not_fit_its_recipe_is_refused(base, tmp_path, capsys, change, changes, fragment):
+def test_a_checkpoint_that_does_not_fit_its_recipe_is_refused(pretrained, tmp_path, capsys, change, changes, fragment):
+    base = pretrained  # conftest's checkpoint: a tiny Llama with its own BPE of 300 tokens
     source = _variant(tmp_path, base, change) if callable(change) else base
     if change == "empty":
         source = ""
@@ -586,7 +551,7 @@ def test_a_checkpoint_that_does_not_fit_its_recipe_is_refused(base, tmp_path, ca
     _assert_refused(["build-family", recipe, "--out", str(tmp_path / "out")], capsys, fragment, tmp_path, base)
 
 
-def test_legacy_rotary_buffers_are_dropped_and_a_bf16_checkpoint_trains_in_float32(base, tmp_path):
+def test_legacy_rotary_buffers_are_dropped_and_a_bf16_checkpoint_trains_in_float32(pretrained, tmp_path):
     from safetensors.torch import load_file
 
     def legacy_bf16(folder):
@@ -597,7 +562,7 @@ def test_legacy_rotary_buffers_are_dropped_and_a_bf16_checkpoint_trains_in_float
         save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
         _edit_config(folder, dtype="bfloat16")
 
-    source = _variant(tmp_path, base, legacy_bf16)
+    source = _variant(tmp_path, pretrained, legacy_bf16)
     recipe = _from_recipe(tmp_path, source, first={"tokens_per_param": 1.0})
     out = tmp_path / "out"
     assert main(["build-family", recipe, "--out", str(out), "--max-steps-per-stage", "2"]) == 0

@@ -132,15 +132,17 @@ SLOW_ENCODE = """
 import sys, time
 from hf_progressive.data import token_store
 from hf_progressive.family.recipe import load_recipe
+delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.2  # seconds per chunk of tokens
+max_tokens = int(sys.argv[4]) if len(sys.argv) > 4 else None
 original = token_store.write_blocks
 def slow(stream, *args):
     def trickle():
         for tokens in stream:
-            time.sleep(0.2)
+            time.sleep(delay)
             yield tokens
     return original(trickle(), *args)
 token_store.write_blocks = slow
-token_store.prepare_store(load_recipe(sys.argv[1]), sys.argv[2], progress=False)
+token_store.prepare_store(load_recipe(sys.argv[1]), sys.argv[2], max_tokens=max_tokens, progress=False)
 """
 
 

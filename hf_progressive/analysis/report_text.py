@@ -4,15 +4,10 @@ ledger table `hf-progressive build-family` prints."""
 import json
 from pathlib import Path
 
-from ..family.console import partial_note
+from ..family.console import format_loss, partial_note
 from ..family.ledger import FamilyPaths, Ledger
 from .consistency import kl_matrix
 from .evaluation import metric_columns
-
-
-def _loss(value: float | None, digits: int) -> str:
-    """A loss, or "-" for a member that did not train (a pretrained first member without a budget)."""
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _members_table(label: str, ledger: Ledger) -> list[str]:
@@ -28,7 +23,7 @@ def _members_table(label: str, ledger: Ledger) -> list[str]:
             f"| {name} | {r.parent or '-'} | {r.train_inherited if r.parent else '-'} | "
             f"{r.params['total']:,} | {r.trainable_params:,} | "
             f"{r.optimizer_state_bytes / 1e6:.2f} | {r.tokens:,} | {r.flops_stage:.3g} | "
-            f"{r.flops_cumulative:.3g} | {r.wall_time_s:.1f} | {_loss(r.final_train_loss, 4)} | "
+            f"{r.flops_cumulative:.3g} | {r.wall_time_s:.1f} | {format_loss(r.final_train_loss, 4)} | "
             f"{r.val_loss:.4f} |"
         )
     return [*lines, ""]

@@ -213,9 +213,8 @@ def _write_store(recipe, folder: Path, num_proc: int, max_tokens: int | None, pr
 
 
 def _existing(out: Path, request: dict, overwrite: bool) -> TokenStore | None:
-    """The store already at `out` if it was made from `request`; None if `out` is free (or may be replaced)."""
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: a file, not a folder; choose a folder for the token store.")
+    """The store already at `out` if it was made from `request`; None if `out` is free (or may be replaced). `out`
+    passed `check_replaceable` (a folder, empty or a store)."""
     if not out.is_dir() or not any(out.iterdir()):
         return None
     try:

@@ -69,15 +69,18 @@ def read_config(path: str | os.PathLike):
 
 def weight_files(path: str | os.PathLike) -> list[Path]:
     """The safetensors files of a checkpoint (one file, or the shards its index names), each checked complete."""
+    return list(weight_headers(path))
+
+
+def weight_headers(path: str | os.PathLike) -> dict[Path, dict]:
+    """`{file: header}` for the safetensors files of a checkpoint, each checked complete (`check_safetensors`)."""
     path = Path(path)
     if (path / INDEX_FILE).is_file():
         shards = sorted(set(json.loads((path / INDEX_FILE).read_text())["weight_map"].values()))
         files = [path / shard for shard in shards]
     else:
         files = [path / SINGLE_FILE]
-    for file in files:
-        check_safetensors(file)
-    return files
+    return {file: check_safetensors(file) for file in files}
 
 
 def check_safetensors(file: Path) -> dict:
@@ -110,16 +113,15 @@ def check_safetensors(file: Path) -> dict:
     return header
 
 
-def check_weights(path: str | os.PathLike, config=None) -> None:
+def check_weights(path: str | os.PathLike, config=None) -> list[Path]:
     """Refuse, in one line, weights that do not fit the checkpoint's own config (read from the headers alone, before
     any tensor is loaded): a missing tensor, one the model does not have (legacy rotary buffers excepted: they are
     dropped on load), or a shape the config does not give (e.g. q_proj built for another head_dim, or another
-    member's weights copied in)."""
+    member's weights copied in). Returns the weight files, each header read once."""
     path = Path(path)
     config = config or read_config(path)
-    shapes = {
-        name: tuple(entry["shape"]) for file in weight_files(path) for name, entry in check_safetensors(file).items()
-    }
+    headers = weight_headers(path)
+    shapes = {name: tuple(entry["shape"]) for header in headers.values() for name, entry in header.items()}
     expected = {key: expected_shape(key, config) for key in expected_keys(config)}
     missing = [key for key in expected if key not in shapes and key not in tied_keys(config)]
     extra = [key for key in shapes if key not in expected and not key.endswith(IGNORED_TENSORS)]
@@ -137,15 +139,15 @@ def check_weights(path: str | os.PathLike, config=None) -> None:
             f"{path}: {key} has shape {list(shapes[key])} but config.json gives {list(expected[key])} "
             f"({len(wrong)} tensors differ); {fix}."
         )
+    return list(headers)
 
 
 def load_state_dict(path: str | os.PathLike, config=None) -> dict[str, torch.Tensor]:
     """Every tensor of checkpoint `path`, validated first (`check_weights`); tied keys are filled in from the tensor
     they share, legacy rotary buffers are dropped."""
     config = config or read_config(path)
-    check_weights(path, config)
     state_dict: dict[str, torch.Tensor] = {}
-    for file in weight_files(path):
+    for file in check_weights(path, config):
         state_dict.update(load_file(file))
     for key in [key for key in state_dict if key.endswith(IGNORED_TENSORS)]:
         del state_dict[key]
@@ -329,4 +331,5 @@ __all__ = [
     "read_config",
     "resolve_source",
     "weight_files",
+    "weight_headers",
 ]

@@ -16,7 +16,7 @@ HEADER = (
 )
 
 
-def _loss(value: float | None, digits: int) -> str:
+def format_loss(value: float | None, digits: int) -> str:
     """A loss, or "-" for a member that did not train (a pretrained first member without a budget)."""
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -25,7 +25,7 @@ def ledger_row(name: str, r: MemberRecord) -> str:
     """One member's row of the ledger table."""
     return (
         f"{name:<16}{r.parent or '-':<16}{r.steps:>6}{r.tokens:>10,}{r.flops_stage:>11.3g}"
-        f"{r.flops_cumulative:>11.3g}{r.wall_time_s:>8.1f}{_loss(r.final_train_loss, 3):>8}"
+        f"{r.flops_cumulative:>11.3g}{r.wall_time_s:>8.1f}{format_loss(r.final_train_loss, 3):>8}"
         f"{r.val_loss:>8.3f}{r.data_passes:>7.2f}"
     )
 
@@ -93,4 +93,4 @@ class StepLines(TrainerCallback):
         return f"  tokens {tokens:,}  FLOPs {logs.get('cumulative_flops', 0.0):.3g}{rate}"
 
 
-__all__ = ["HEADER", "StepLines", "format_ledger", "ledger_row", "partial_note", "say"]
+__all__ = ["HEADER", "StepLines", "format_ledger", "format_loss", "ledger_row", "partial_note", "say"]

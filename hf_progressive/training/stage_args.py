@@ -82,8 +82,8 @@ def check_stage_arguments(args, processes: int, where: str = "training") -> None
     is checked by `_check_deepspeed` before the arguments are built)."""
     import importlib.util
 
-    for name in ("dataloader_num_workers",):
-        _require(getattr(args, name) >= 0, f"{where}.{name}", getattr(args, name), "use 0 or more")
+    workers = args.dataloader_num_workers
+    _require(workers >= 0, f"{where}.dataloader_num_workers", workers, "use 0 or more")
     check_report_to(args.report_to, f"{where}.report_to")
     if args.fsdp and processes == 1 and not torch.cuda.is_available():
         raise RecipeError(

@@ -27,15 +27,15 @@ def is_own_temp(path: Path) -> bool:
     return bool(_OWN_TEMP.match(path.name))
 
 
-def protected_places(extra: Iterable[str | os.PathLike] = ()) -> list[tuple[Path, str]]:
-    """`(place, what it is)` that no output may be or hold: the home folder, the current directory, and `extra`
-    (the recipe file, the corpus files)."""
+def protected_places() -> list[tuple[Path, str]]:
+    """`(place, what it is)` that no output may ever be or hold: the current directory and the home folder (callers
+    add their inputs: `recipe_places`, the source checkpoint)."""
     places = [(Path.cwd(), "the current directory")]
     try:
         places.append((Path.home(), "the home folder"))
     except RuntimeError:  # no HOME and no passwd entry
         pass
-    return [(p.resolve(), what) for p, what in places] + [(Path(p).resolve(), "an input") for p in extra]
+    return [(p.resolve(), what) for p, what in places]
 
 
 def check_replaceable(
