@@ -31,25 +31,21 @@ import sys, torch
 from pathlib import Path
 from transformers import LlamaConfig
 from hf_progressive.expansion.plan import GrowthPlan
-from hf_progressive.expansion.streaming import _shard, _target_shapes, _write_shard
+from hf_progressive.expansion.streaming import _shard, _target_shapes, write_safetensors
 config = LlamaConfig(**{sizes}, dtype=torch.bfloat16)
 config.architectures = ["LlamaForCausalLM"]
 out = Path(sys.argv[1]); out.mkdir(parents=True)
 config.save_pretrained(out)
 identity = GrowthPlan.from_configs(config, config)  # shapes of the model itself
 shapes = _target_shapes(identity)
-generator = torch.Generator().manual_seed(0)
 def produce(key):
+    generator = torch.Generator().manual_seed(len(key) * 7919 + sum(map(ord, key)))
     return (torch.randn(shapes[key], generator=generator) * 0.02).to(torch.bfloat16)
 shards = _shard(shapes, 2, 1_000_000_000)
 names = [f"model-{{i + 1:05d}}-of-{{len(shards):05d}}.safetensors" for i in range(len(shards))]
-class Bar:
-    def update(self, n): pass
 import json
-weight_map = {{}}
-for name, keys in zip(names, shards):
-    _write_shard(out / name, keys, shapes, torch.bfloat16, produce, Bar())
-    weight_map.update(dict.fromkeys(keys, name))
+write_safetensors({{out / name: keys for name, keys in zip(names, shards)}}, shapes, torch.bfloat16, produce)
+weight_map = {{key: name for name, keys in zip(names, shards) for key in keys}}
 (out / "model.safetensors.index.json").write_text(json.dumps({{"metadata": {{}}, "weight_map": weight_map}}))
 """
 

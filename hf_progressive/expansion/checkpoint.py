@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, LlamaForCausalLM
+from transformers import AutoConfig
 from transformers.utils import logging
 
 from ..errors import CheckpointError
@@ -172,8 +172,12 @@ def model_from_state_dict(cls, config, state_dict: dict[str, torch.Tensor]):
     return model.eval()
 
 
-def load_model(path: str | os.PathLike, cls=LlamaForCausalLM):
+def load_model(path: str | os.PathLike, cls=None):
     """A Llama checkpoint directory as a model, with clear errors for anything that is not a complete Llama."""
+    if cls is None:
+        from transformers import LlamaForCausalLM  # the modeling code: imported only where a model is built
+
+        cls = LlamaForCausalLM
     config = read_config(path)
     model = model_from_state_dict(cls, config, load_state_dict(path, config))
     model.name_or_path = str(path)

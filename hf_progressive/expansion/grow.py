@@ -16,7 +16,6 @@ from ..errors import CheckpointError, ExpansionError
 from ..utils.io import read_json, write_json
 from .arguments import GrowArguments
 from .checkpoint import atomic_output_dir, check_weights, prepare_output_dir, read_config, resolve_source
-from .layerwise import verify_checkpoints
 from .plan import GrowthPlan
 from .record import GROWTH_FILE
 from .sizes import grown_config, parameter_counts
@@ -99,6 +98,8 @@ def check_target_size(src_dir: Path, dst: str | Path, args: GrowArguments) -> No
 def _verified(src_dir: Path, grown_dir: Path, strict: bool) -> dict:
     """Preservation of the grown checkpoint against its source, one layer in memory at a time (`layerwise`);
     `ExpansionError` if `strict` and it is exceeded."""
+    from .layerwise import verify_checkpoints  # the modeling code: imported only when a growth is verified
+
     report = verify_checkpoints(src_dir, grown_dir)
     if strict:
         check_preservation(report, getattr(torch, report["dtype"]))

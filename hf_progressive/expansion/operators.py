@@ -52,8 +52,8 @@ def expand_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
     generator = tensor_generator(plan.seed, key)
     loaded = load(source)
     out = _widen(loaded, spec, plan, generator, None if donor is None else load(donor))
-    if out is loaded:  # nothing grew along this tensor's axes: copy, never alias the source (or another layer)
-        out = out.clone()
+    if out is loaded and not getattr(load, "fresh", False):  # nothing grew: copy, never alias the source's tensor
+        out = out.clone()  # (a loader whose every call returns a new tensor says `fresh`; then no copy is needed)
     layer, _ = split_layer_key(key)
     if _identity_block(layer, plan) and spec.writes_residual:
         out = torch.zeros_like(out)  # LLaMA Pro: the inserted block starts as the identity
@@ -260,8 +260,21 @@ def _widen(tensor, spec: TensorSpec, plan: GrowthPlan, generator, donor=None) ->
 
 def _std(tensor: torch.Tensor, plan: GrowthPlan) -> float:
     """Scale of new random weights: the source tensor's own std (the init range for a constant tensor)."""
-    std = tensor.float().std().item() if tensor.numel() > 1 else 0.0
+    std = _sample_std(tensor) if tensor.numel() > 1 else 0.0
     return std if std > 0 else plan.src.initializer_range
+
+
+def _sample_std(tensor: torch.Tensor) -> float:
+    """`tensor.float().std()`, without a float copy of a half-precision tensor: its moments are summed in float64 over
+    chunks of 2**18 entries (3x faster for a bf16 FFN matrix, and as exact to the digits that matter)."""
+    if tensor.dtype in (torch.float32, torch.float64):
+        return tensor.std().item()
+    total, squares, n = 0.0, 0.0, tensor.numel()
+    for chunk in tensor.reshape(-1).split(1 << 18):
+        chunk = chunk.float()
+        total += chunk.sum(dtype=torch.float64).item()
+        squares += chunk.square().sum(dtype=torch.float64).item()
+    return max((squares - total * total / n) / (n - 1), 0.0) ** 0.5
 
 
 def _randn(shape, generator, like: torch.Tensor, std) -> torch.Tensor:
@@ -287,6 +300,18 @@ def _gather(tensor: torch.Tensor, dim: int, rows: torch.Tensor) -> torch.Tensor:
     return tensor.index_select(dim, rows.clamp(min=0))
 
 
+def _fill(out: torch.Tensor, dim: int, rows: torch.Tensor, value) -> None:
+    """`out[..., rows, ...] = value` along `dim` for a boolean `rows`; a slice when the rows are one block (the usual
+    appended units), which is ten times faster than a masked write along a column."""
+    where = rows.nonzero().flatten()
+    first, last = int(where[0]), int(where[-1])
+    if last - first + 1 == len(where):
+        target = out.narrow(dim, first, len(where))
+        target.copy_(value) if torch.is_tensor(value) else target.fill_(value)
+    else:
+        out[(slice(None),) * dim + (rows,)] = value
+
+
 def _widen_in(tensor, dim: int, axis: str, plan: GrowthPlan, generator, std) -> torch.Tensor:
     """(.., in_old, ..) -> (.., in_new, ..) along the fan-in axis `dim`."""
     if plan.maps[axis].unchanged:
@@ -294,14 +319,13 @@ def _widen_in(tensor, dim: int, axis: str, plan: GrowthPlan, generator, std) -> 
     rows, counts = _row_map(plan, axis, tensor.device), _row_counts(plan, axis, tensor.device)
     kept, fresh = rows != FRESH, rows == FRESH
     out = _gather(tensor, dim, rows)  # (.., in_new, ..), gathered in place of the axis
-    along = (slice(None),) * dim
     if axis != "hidden" and bool((counts > 1).any()):  # hidden-axis fan-in is divided in the RMSNorm gains
         compute = torch.promote_types(out.dtype, torch.float32)
         scale = torch.where(kept, 1.0 / counts[rows.clamp(min=0)], 1.0).to(compute)
         out = (out.to(compute) * scale.view([-1 if d == dim else 1 for d in range(out.dim())])).to(tensor.dtype)
     if fresh.any():  # Gesmundo & Maile: new readers of the residual stream random, new writers into it zero
         shape = [int(fresh.sum()) if d == dim else n for d, n in enumerate(out.shape)]
-        out[along + (fresh,)] = _randn(shape, generator, out, std) if axis == "hidden" else 0
+        _fill(out, dim, fresh, _randn(shape, generator, out, std) if axis == "hidden" else 0)
     if plan.noise_std and bool((counts > 1).any()):
         noise = _paired_noise(rows, counts, out.movedim(dim, 0), generator, plan.noise_std * std())
         out = out + noise.movedim(0, dim)
@@ -335,7 +359,7 @@ def _widen_out(tensor, dim, axis, spec: TensorSpec, plan: GrowthPlan, generator,
     if fresh.any():
         zero = axis == "hidden" or spec.is_bias  # residual writes and biases start at zero
         shape = [int(fresh.sum()) if d == dim else n for d, n in enumerate(out.shape)]
-        out[along + (fresh,)] = 0 if zero else _randn(shape, generator, out, std)
+        _fill(out, dim, fresh, 0 if zero else _randn(shape, generator, out, std))
     return out
 
 

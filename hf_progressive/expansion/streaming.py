@@ -7,15 +7,15 @@ import json
 import os
 import shutil
 import struct
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from ..errors import ExpansionError
 from ..utils.io import write_json
+from ..utils.overlap import Flusher, bounded_map
 from .arguments import parse_size
 from .checkpoint import (
     INDEX_FILE,
@@ -27,7 +27,7 @@ from .checkpoint import (
     read_config,
     weight_files,
 )
-from .keys import expected_keys, storage_key
+from .keys import expected_keys, expected_shape, storage_key
 from .methods import DEFAULT_WIDTH
 from .operators import expand_tensor
 from .plan import GrowthPlan
@@ -54,38 +54,45 @@ TORCH_DTYPES = {name: dtype for dtype, name in SAFETENSORS_DTYPES.items()}
 
 
 class LazyCheckpoint:
-    """`load(key)` for a (sharded) safetensors checkpoint: reads one tensor per call with plain file reads into a
-    fresh buffer (no memory map: mapped pages of the whole source would otherwise count as resident memory)."""
+    """`load(key)` for a (sharded) safetensors checkpoint: reads one tensor per call with positional reads (`os.pread`,
+    so threads can share it) into a fresh buffer the caller owns (`fresh`). No memory map: mapped pages of the whole
+    source would otherwise count as resident memory."""
+
+    fresh = True  # every call returns a new tensor: `expand_tensor` may hand it on without a copy
 
     def __init__(self, src: Path, config, stack: ExitStack):
         self.entries = {}
         for file in weight_files(src):
-            handle = stack.enter_context(open(file, "rb"))
-            header_len = struct.unpack("<Q", handle.read(8))[0]
-            header = json.loads(handle.read(header_len))
+            fd = os.open(file, os.O_RDONLY)
+            stack.callback(os.close, fd)
+            header_len = struct.unpack("<Q", os.pread(fd, 8, 0))[0]
+            header = json.loads(os.pread(fd, header_len, 8))
             header.pop("__metadata__", None)
             for key, entry in header.items():
-                self.entries[key] = (handle, 8 + header_len, entry)
+                self.entries[key] = (fd, 8 + header_len, entry)
         self.config = config
         self.dtype = TORCH_DTYPES[next(iter(self.entries.values()))[2]["dtype"]]
 
     def __call__(self, key: str) -> torch.Tensor:
         if key not in self.entries:
             key = storage_key(key, self.config)
-        handle, base, entry = self.entries[key]
+        fd, base, entry = self.entries[key]
         begin, end = entry["data_offsets"]
         buffer = torch.empty(end - begin, dtype=torch.uint8)
-        handle.seek(base + begin)
-        handle.readinto(memoryview(buffer.numpy()))
+        view, done = memoryview(buffer.numpy()), 0
+        while done < len(view):
+            read = os.preadv(fd, [view[done:]], base + begin + done)
+            if read == 0:
+                raise ExpansionError(f"{key}: the checkpoint file ends before this tensor does (truncated shard).")
+            done += read
         return buffer.view(TORCH_DTYPES[entry["dtype"]]).view(entry["shape"])
 
 
 def _target_shapes(plan: GrowthPlan) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        model = LlamaForCausalLM(LlamaConfig.from_dict(plan.dst.to_dict()))
-    shapes = {key: tuple(t.shape) for key, t in model.state_dict().items()}
-    keys = [k for k in expected_keys(plan.dst) if storage_key(k, plan.dst) == k]  # a tied alias is not stored
-    return {key: shapes[key] for key in keys}
+    """Shape of every stored tensor of the grown model, in model order (a tied alias is not stored), from the
+    architecture facts alone: no model is built, so nothing heavy is imported."""
+    stored = [key for key in expected_keys(plan.dst) if storage_key(key, plan.dst) == key]
+    return {key: expected_shape(key, plan.dst) for key in stored}
 
 
 def _shard(shapes: dict[str, tuple], itemsize: int, max_bytes: int) -> list[list[str]]:
@@ -100,9 +107,10 @@ def _shard(shapes: dict[str, tuple], itemsize: int, max_bytes: int) -> list[list
     return [*shards, current] if current else shards
 
 
-def _write_shard(path: Path, keys: list[str], shapes: dict, dtype: torch.dtype, produce, progress) -> int:
-    """Write one safetensors file: header (offsets from the known shapes), then each tensor as it is produced."""
-    header, offset = {}, 0
+def _header(keys: list[str], shapes: dict, dtype: torch.dtype) -> tuple[bytes, dict[str, tuple[int, int]]]:
+    """A safetensors header for `keys` (offsets from the known shapes, data section aligned to 8 bytes) and each key's
+    `(byte offset in the file, byte count)`."""
+    header, places, offset = {}, {}, 0
     for key in keys:
         nbytes = dtype.itemsize * int(torch.Size(shapes[key]).numel())
         header[key] = {
@@ -110,20 +118,47 @@ def _write_shard(path: Path, keys: list[str], shapes: dict, dtype: torch.dtype, 
             "shape": list(shapes[key]),
             "data_offsets": [offset, offset + nbytes],
         }
-        offset += nbytes
+        places[key], offset = (offset, nbytes), offset + nbytes
     header["__metadata__"] = {"format": "pt"}
     blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)  # align the data section
-    with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", len(blob)) + blob)
-        for key in keys:
-            tensor = produce(key)
-            if tuple(tensor.shape) != shapes[key] or tensor.dtype != dtype:
+    blob += b" " * (-len(blob) % 8)
+    blob = struct.pack("<Q", len(blob)) + blob
+    return blob, {key: (len(blob) + begin, nbytes) for key, (begin, nbytes) in places.items()}
+
+
+def write_safetensors(files: dict[Path, list[str]], shapes: dict, dtype: torch.dtype, produce, progress=None) -> None:
+    """Write safetensors `files` ({path: keys}) whose tensors `produce(key)` makes, in any order. Every header is
+    written first (the shapes are known), then two threads each produce a tensor and write it at its place, so
+    reading, computing and writing overlap on both cores; at most three tensors are held at once. Files are flushed
+    to disk in the background as they fill."""
+    places = {}
+    with ExitStack() as stack:
+        for path, keys in files.items():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            stack.callback(os.close, fd)
+            blob, offsets = _header(keys, shapes, dtype)
+            _write_at(fd, memoryview(blob), 0)
+            places.update({key: (path, fd, *offsets[key]) for key in keys})
+
+        def write(key: str) -> tuple[Path, int]:
+            tensor, (path, fd, offset, nbytes) = produce(key), places[key]
+            if tuple(tensor.shape) != tuple(shapes[key]) or tensor.dtype != dtype:
                 raise RuntimeError(f"{key}: produced {tuple(tensor.shape)} {tensor.dtype}, expected {shapes[key]}")
-            handle.write(memoryview(tensor.contiguous().view(torch.uint8).numpy()))
-            progress.update(tensor.numel() * dtype.itemsize)
-            del tensor
-    return offset
+            _write_at(fd, memoryview(tensor.contiguous().view(torch.uint8).numpy()), offset)
+            return path, nbytes
+
+        flusher = stack.enter_context(Flusher())
+        for path, nbytes in stack.enter_context(closing(bounded_map(write, list(places), workers=2, ahead=1))):
+            flusher.maybe(path, nbytes)
+            if progress is not None:
+                progress.update(nbytes)
+        flusher.wait()
+
+
+def _write_at(fd: int, data: memoryview, offset: int) -> None:
+    while len(data):
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
 
 
 def expand_checkpoint(
@@ -182,10 +217,10 @@ def write_expansion(src: Path, out: Path, plan: GrowthPlan, max_shard_size: str 
             if len(shards) == 1
             else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
         )
-        total = sum(load.dtype.itemsize * int(torch.Size(s).numel()) for s in shapes.values())
+        total = sum(sizes)
         with tqdm(total=total, unit="B", unit_scale=True, desc="expanding", disable=not progress) as bar:
-            for name, keys in zip(names, shards, strict=True):
-                _write_shard(out / name, keys, shapes, load.dtype, lambda key: expand_tensor(key, load, plan), bar)
+            files = {out / name: keys for name, keys in zip(names, shards, strict=True)}
+            write_safetensors(files, shapes, load.dtype, lambda key: expand_tensor(key, load, plan), bar)
         if len(shards) > 1:
             weight_map = {key: name for name, keys in zip(names, shards, strict=True) for key in keys}
             write_json(out / INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": weight_map})
@@ -193,6 +228,8 @@ def write_expansion(src: Path, out: Path, plan: GrowthPlan, max_shard_size: str 
 
 
 def _write_side_files(src: Path, dst: Path, plan: GrowthPlan, dtype: torch.dtype) -> None:
+    from transformers.models.llama.configuration_llama import LlamaConfig  # already loaded by read_config
+
     from .record import GROWTH_FILE, streaming_growth_record
 
     config = LlamaConfig.from_dict(plan.dst.to_dict())
@@ -211,4 +248,5 @@ __all__ = [
     "is_expansion_folder",
     "output_guard",
     "write_expansion",
+    "write_safetensors",
 ]
