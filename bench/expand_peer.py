@@ -117,6 +117,8 @@ def main() -> None:
         results[name] = {**timed([str(a) for a in argv]), "output_gb": expand_1b.size_gb(output)}
         results_file.write_text(json.dumps(results, indent=2))
         print(name, results[name], flush=True)
+    for _argv, output in plan.values():  # the outputs are measured; keep the source, the venv and the rows
+        shutil.rmtree(output, ignore_errors=True)
     print(table(results))
 
 

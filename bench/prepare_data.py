@@ -8,7 +8,8 @@ Per corpus size and worker count: wall time, tokens/s, peak RSS of the whole pro
 bytes per token on disk; the ceiling is the same tokenizer's own batch-encode rate on the same text (its Rust
 threads on every core); then the time and RSS for a stage to open its window at the end of the largest store; and,
 at the smallest size, the same blocks written as a `datasets` Arrow dataset (save_to_disk / load_from_disk) for the
-choice of format. Results: stdout and --work/results.json."""
+choice of format. Results: stdout and --work/results.json; a rerun skips the (size, --num-proc) runs it holds.
+Each run's row also records the ceiling measured with it (`of_ceiling`), since the ceiling is re-measured per size."""
 
 import argparse
 import json
@@ -200,12 +201,16 @@ def main() -> None:
     lines = random.Random(0).sample(GUTENBERG.read_text().splitlines(), 200)
     sample = " ".join(json.loads(line)["text"] for line in lines)
     chars_per_token = len(sample) / len(AutoTokenizer.from_pretrained(tokenizer)(sample).input_ids)
-    results = {"seq_len": SEQ_LEN, "vocab": VOCAB, "chars_per_token": chars_per_token, "runs": []}
+    saved = args.work / "results.json"  # resumable: finished (size, procs) rows are kept and skipped
+    results = json.loads(saved.read_text()) if saved.is_file() else {"runs": []}
+    results.update(seq_len=SEQ_LEN, vocab=VOCAB, chars_per_token=chars_per_token)
     for size in [int(float(s)) for s in args.sizes.split(",")]:
         corpus = build_corpus(args.work / f"corpus-{size:.0e}".replace("+", ""), size, chars_per_token)
         recipe = recipe_file(args.work, str(corpus / "part-*.jsonl"), tokenizer)
         results["ceiling_tokens_per_s"] = ceiling(tokenizer, corpus)  # the same documents at every size
         for procs in [int(p) for p in args.procs.split(",")]:
+            if any(run["size"] == size and run["procs"] == procs for run in results["runs"]):
+                continue
             store = args.work / f"store-{size:.0e}-p{procs}".replace("+", "")
             cli = [sys.executable, "-m", "hf_progressive", "prepare-data", str(recipe), "--out", str(store)]
             run = measure([*cli, "--num-proc", str(procs), "--overwrite"])
@@ -217,13 +222,14 @@ def main() -> None:
             row["of_ceiling"] = row["tokens_per_s"] / results["ceiling_tokens_per_s"]
             print(json.dumps({k: v for k, v in row.items() if k != "stdout"}), flush=True)
             results["runs"].append(row)
+            saved.write_text(json.dumps(results, indent=1))
     results["open_window"] = {store.name: open_window(store) for store in sorted(args.work.glob("store-*-p1"))}
     print(json.dumps(results["open_window"]), flush=True)
     if not args.skip_arrow:
         first = args.work / f"store-{int(float(args.sizes.split(',')[0])):.0e}-p1".replace("+", "")
         results["arrow"] = arrow_store(first, args.work / "arrow")
         print(json.dumps(results["arrow"]), flush=True)
-    (args.work / "results.json").write_text(json.dumps(results, indent=1))
+    saved.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -79,3 +79,24 @@ def test_a_prepare_data_worker_imports_no_training_stack_and_stays_small(tmp_pat
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["heavy"] == [] and seen["tokens"] > 1, seen
     assert seen["rss_mb"] < 100, seen  # its own peak (VmHWM), MB
+
+
+EXPAND = """
+import json, re, sys
+from hf_progressive.cli import main
+code = main(["expand", sys.argv[1], sys.argv[2], "--num-hidden-layers", "3", "--no-verify"])
+model_code = re.compile(r"transformers\.modeling_utils|transformers\.models\.(\w+)\.modeling_\1")
+modeling = sorted(m for m in sys.modules if model_code.fullmatch(m))  # PreTrainedModel, LlamaForCausalLM, ...
+print(json.dumps({"code": code, "modeling": modeling, "torch": "torch" in sys.modules}), file=sys.stderr)
+"""
+
+
+def test_an_unverified_expand_never_imports_modeling_code(tiny_checkpoint, tmp_path):
+    """Streaming growth is arithmetic on tensors: only verification builds layers, so only it may import a model's
+    modeling code (seconds of start-up on a CLI that is otherwise as fast as the disk)."""
+    argv = [sys.executable, "-c", EXPAND, str(tiny_checkpoint), str(tmp_path / "grown")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    seen = json.loads(result.stderr.strip().splitlines()[-1])
+    assert seen["code"] == 0 and seen["torch"], result.stderr[-2000:]
+    assert seen["modeling"] == [], seen
+    assert (tmp_path / "grown" / "model.safetensors").is_file()
