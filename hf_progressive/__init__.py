@@ -1,4 +1,5 @@
-"""hf_progressive: build a family of Llama models by progressive training with model expansion."""
+"""hf_progressive: build a family of LLMs (Llama, Mistral, Qwen2, Qwen3) by progressive training with model
+expansion."""
 
 __version__ = "0.2.0"
 
@@ -19,6 +20,12 @@ _LAZY = {
     "RecipeError": "errors",
     "ProgressiveLlamaConfig": "models.llama.configuration_llama",
     "ProgressiveLlamaForCausalLM": "models.llama.modeling_llama",
+    "ProgressiveMistralConfig": "models.mistral.configuration_mistral",
+    "ProgressiveMistralForCausalLM": "models.mistral.modeling_mistral",
+    "ProgressiveQwen2Config": "models.qwen2.configuration_qwen2",
+    "ProgressiveQwen2ForCausalLM": "models.qwen2.modeling_qwen2",
+    "ProgressiveQwen3Config": "models.qwen3.configuration_qwen3",
+    "ProgressiveQwen3ForCausalLM": "models.qwen3.modeling_qwen3",
     "expand_state_dict": "expansion.operators",
     "expand_tensor": "expansion.operators",
     "verify_expansion": "expansion.verification",

@@ -38,8 +38,12 @@ class GrowArguments:
     hidden_size: int | None = field(default=None, metadata={"help": "Target hidden_size."})
     intermediate_size: int | None = field(default=None, metadata={"help": "Target intermediate_size (FFN)."})
     num_hidden_layers: int | None = field(default=None, metadata={"help": "Target number of layers."})
-    num_attention_heads: int | None = field(default=None, metadata={"help": "Target query heads (head_dim fixed)."})
+    num_attention_heads: int | None = field(default=None, metadata={"help": "Target query heads."})
     num_key_value_heads: int | None = field(default=None, metadata={"help": "Target key/value heads (GQA groups)."})
+    head_dim: int | None = field(
+        default=None,
+        metadata={"help": "Target dimensions per head: an integer multiple of the source's keeps the function."},
+    )
     method: str = field(
         default=DEFAULT_WIDTH,
         metadata={

@@ -1,6 +1,6 @@
-"""Reading and writing checkpoint directories: validate a source (Llama config, complete safetensors), load its state
-dict, build a model from a state dict without a random init, and write outputs atomically (temp dir + rename, so a
-failure never leaves a half-written DST)."""
+"""Reading and writing checkpoint directories: validate a source (a supported config, complete safetensors), load
+its state dict, build a model from a state dict without a random init, and write outputs atomically (temp dir +
+rename, so a failure never leaves a half-written DST)."""
 
 import hashlib
 import json
@@ -21,6 +21,7 @@ from transformers.utils import logging
 from ..errors import CheckpointError
 from ..utils.guard import check_replaceable, only_entries
 from ..utils.io import fsync
+from .architectures import ARCHITECTURES, architecture, architecture_error
 from .keys import IGNORED_TENSORS, TOKENIZER_FILES, expected_keys, expected_shape, tied_keys
 
 
@@ -46,7 +47,8 @@ def resolve_source(src: str | os.PathLike) -> Path:
 
 
 def read_config(path: str | os.PathLike):
-    """The `LlamaConfig` of checkpoint directory `path`; `CheckpointError` if it is missing or not a Llama."""
+    """The config of checkpoint directory `path`; `CheckpointError` if it is missing or of an architecture
+    hf_progressive does not grow (`architectures.ARCHITECTURES`)."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: no config.json; expected a local Hugging Face checkpoint directory.")
@@ -58,12 +60,10 @@ def read_config(path: str | os.PathLike):
     if "auto_map" in raw:  # never run a checkpoint's own code (trust_remote_code is never set)
         raise CheckpointError(
             f"{path}: config.json asks for remote code (auto_map); hf_progressive only reads "
-            "vanilla Llama checkpoints. Remove auto_map if the weights are plain Llama."
+            f"vanilla checkpoints of {', '.join(ARCHITECTURES)}. Remove auto_map if the weights are plain ones."
         )
-    if model_type != "llama":
-        raise CheckpointError(
-            f"{path}: model_type is {model_type!r}; hf_progressive grows Llama checkpoints only (model_type 'llama')."
-        )
+    if model_type not in ARCHITECTURES:
+        raise CheckpointError(f"{path}: {architecture_error(model_type)}")
     return AutoConfig.from_pretrained(path)
 
 
@@ -131,7 +131,7 @@ def check_weights(path: str | os.PathLike, config=None) -> list[Path]:
         raise CheckpointError(f"{path}: {len(missing)} tensors missing ({missing[0]}, ...); {fix}.")
     if extra:
         raise CheckpointError(
-            f"{path}: {len(extra)} tensors a Llama of this config does not have ({extra[0]}); {fix}."
+            f"{path}: {len(extra)} tensors a {config.model_type} of this config does not have ({extra[0]}); {fix}."
         )
     if wrong:
         key = wrong[0]
@@ -173,12 +173,10 @@ def model_from_state_dict(cls, config, state_dict: dict[str, torch.Tensor]):
 
 
 def load_model(path: str | os.PathLike, cls=None):
-    """A Llama checkpoint directory as a model, with clear errors for anything that is not a complete Llama."""
-    if cls is None:
-        from transformers import LlamaForCausalLM  # the modeling code: imported only where a model is built
-
-        cls = LlamaForCausalLM
+    """A checkpoint directory as its architecture's causal LM (`cls` by default), with clear errors for anything that
+    is not a complete checkpoint of a supported architecture."""
     config = read_config(path)
+    cls = cls or architecture(config).classes("ForCausalLM")[0]  # the modeling code: imported where a model is built
     model = model_from_state_dict(cls, config, load_state_dict(path, config))
     model.name_or_path = str(path)
     return model

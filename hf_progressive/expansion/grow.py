@@ -29,7 +29,7 @@ def grow_checkpoint(src: str, dst: str, args: GrowArguments, progress: bool = Tr
     if not args.sizes():
         raise ExpansionError(
             "no target size: give at least one of --hidden-size, --intermediate-size, --num-hidden-layers, "
-            "--num-attention-heads, --num-key-value-heads (without one, expand would only copy SRC)."
+            "--num-attention-heads, --num-key-value-heads, --head-dim (without one, expand would only copy SRC)."
         )
     _check_apart(src, dst)
     guard = output_guard(src)

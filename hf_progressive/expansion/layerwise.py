@@ -7,8 +7,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import torch
-from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, LlamaRotaryEmbedding
 
+from .architectures import architecture
 from .checkpoint import read_config
 from .keys import layer_key
 from .streaming import LazyCheckpoint
@@ -17,31 +17,33 @@ from .verification import dtype_name, probe_ids, report_from_logits
 
 @torch.no_grad()
 def stream_logits(folder: str | Path, config, ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """The logits of checkpoint `folder` (a Llama of `config`) on `ids`, computed layer by layer from its shards, in
-    the checkpoint's own dtype or in `dtype`."""
+    """The logits of checkpoint `folder` (a model of `config`) on `ids`, computed layer by layer from its shards, in
+    the checkpoint's own dtype or in `dtype`, with the architecture's own transformers classes."""
     config = copy.deepcopy(config)
+    decoder, rms_norm, rotary_embedding = architecture(config).classes("DecoderLayer", "RMSNorm", "RotaryEmbedding")
     config._attn_implementation = "sdpa"  # no mask tensor: causal attention from the kernel, as the model runs it
     with ExitStack() as stack:
         load = LazyCheckpoint(Path(folder), config, stack)
         cast = (lambda tensor: tensor.to(dtype)) if dtype else (lambda tensor: tensor)
         hidden = torch.nn.functional.embedding(ids, cast(load("model.embed_tokens.weight")))
         position_ids = torch.arange(ids.shape[1])[None]
-        rotary = LlamaRotaryEmbedding(config)
+        rotary = rotary_embedding(config)
         positions = rotary(hidden, position_ids)
         for index in range(config.num_hidden_layers):
-            hidden = _layer(config, index, load, cast)(
+            hidden = _layer(decoder, config, index, load, cast)(
                 hidden, position_ids=position_ids, position_embeddings=positions
             )
             hidden = hidden[0] if isinstance(hidden, tuple) else hidden
-        norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        norm = rms_norm(config.hidden_size, eps=config.rms_norm_eps)
         norm.weight = torch.nn.Parameter(cast(load("model.norm.weight")))
         return norm(hidden) @ cast(load("lm_head.weight")).T
 
 
-def _layer(config, index: int, load, cast) -> LlamaDecoderLayer:
-    """Decoder layer `index`, built on the meta device and given its weights from `load` (nothing else in memory)."""
+def _layer(decoder, config, index: int, load, cast) -> torch.nn.Module:
+    """Decoder layer `index` (class `decoder`), built on the meta device and given its weights from `load` (nothing
+    else in memory)."""
     with torch.device("meta"):
-        layer = LlamaDecoderLayer(config, index)
+        layer = decoder(config, index)
     state = {name: cast(load(layer_key(index, name))) for name in layer.state_dict()}
     layer.load_state_dict(state, assign=True)
     return layer.eval()

@@ -21,7 +21,8 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .keys import TensorSpec, expected_keys, layer_key, rows_per_unit, split_layer_key, storage_key, tensor_spec
+from .architectures import TensorSpec, architecture
+from .keys import expected_keys, layer_key, rows_per_unit, split_layer_key, storage_key, tensor_spec
 from .plan import FRESH, PER_LAYER_AXES, GrowthPlan
 
 
@@ -48,7 +49,7 @@ def source_keys(key: str, plan: GrowthPlan) -> tuple[str, str | None]:
 def expand_tensor(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
     """The grown tensor `key` (a key of `LlamaForCausalLM(plan.dst)`), computed from the tensors `load` returns."""
     key = storage_key(key, plan.dst)
-    spec, (source, donor) = tensor_spec(key), source_keys(key, plan)
+    spec, (source, donor) = tensor_spec(key, plan.dst), source_keys(key, plan)
     generator = tensor_generator(plan.seed, key)
     loaded = load(source)
     out = _widen(loaded, spec, plan, generator, None if donor is None else load(donor))
@@ -92,7 +93,7 @@ def carry_tensor(key: str, load: Loader, plan: GrowthPlan, power: int = 1) -> to
 
 def _gather_entries(key: str, load: Loader, plan: GrowthPlan) -> torch.Tensor:
     """Per-entry values of grown tensor `key` gathered from its source's (AKI's later copies: its donor's)."""
-    spec, (source, donor) = tensor_spec(key), source_keys(key, plan)
+    spec, (source, donor) = tensor_spec(key, plan.dst), source_keys(key, plan)
     out = _gather_copies(load(source), spec, plan)
     later = _later_copies(spec, plan) if donor is not None else None
     if later is not None and bool(later.any()):
@@ -105,26 +106,32 @@ def gradient_share(key: str, plan: GrowthPlan) -> torch.Tensor:
     preserves the function. A source entry feeds N copies, each `a` times its value (a = 1/count for a fan-in, except
     the hidden fan-in, whose division lives in the RMSNorm gains: a = sqrt(r)/count there); the copies are
     interchangeable, so each gets 1/(N a) of the source's gradient: 1/count per "out" or hidden "in" axis, 1 per
-    other "in" axis, 1/sqrt(r) for a gain. Depth copies are whole blocks, not splits: no factor."""
-    factors = []
-    for axis, role in tensor_spec(storage_key(key, plan.dst)).axes:
+    other "in" axis, 1/sqrt(r) for a gain. Depth copies are whole blocks, not splits: no factor. Old query
+    dimensions scaled by `plan.query_scale` (head_dim growth) take 1/query_scale."""
+    factors, spec = [], tensor_spec(storage_key(key, plan.dst), plan.dst)
+    for axis, role in spec.axes:
         if axis == "vocab":
             factors.append(torch.ones(plan.dst.vocab_size, dtype=torch.float64))
+        elif axis == "head_dim":
+            share = 1 / plan.query_scale if spec.head == "query" else 1.0
+            factors.append(torch.full((plan.dst.head_dim,), share, dtype=torch.float64))
         elif role == "gain":
             factors.append(torch.full((len(_row_map(plan, axis, "cpu")),), 1 / math.sqrt(plan.norm_ratio)))
         elif role == "in" and axis != "hidden":
             factors.append(torch.ones(len(_row_map(plan, axis, "cpu")), dtype=torch.float64))
         else:
             rows, counts = _row_map(plan, axis, "cpu"), _row_counts(plan, axis, "cpu")
-            factors.append(torch.where(rows == FRESH, 1.0, 1 / counts[rows.clamp(min=0)].clamp(min=1)))
-    return _outer(factors)
+            share = torch.where(rows == FRESH, 1.0, 1 / counts[rows.clamp(min=0)].clamp(min=1))
+            factors.append(share / plan.query_scale if _scales_queries(spec, axis, plan) else share)
+    normed = _normed_head(spec, plan) and plan.norm_ratio != 1  # rows scaled by sqrt(r): gradients by 1/sqrt(r)
+    return _outer(factors) / math.sqrt(plan.norm_ratio) if normed else _outer(factors)
 
 
 def fresh_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
     """Boolean mask over grown tensor `key`: True where the entry copies nothing from the parent (a fresh unit along
     some axis, or anything in an inserted identity block); their optimizer state starts as a fresh AdamW's."""
     key = storage_key(key, plan.dst)
-    spec, (layer, _) = tensor_spec(key), split_layer_key(key)
+    spec, (layer, _) = tensor_spec(key, plan.dst), split_layer_key(key)
     per_axis = [
         torch.zeros(plan.dst.vocab_size, dtype=torch.bool) if axis == "vocab" else _row_map(plan, axis, "cpu") == FRESH
         for axis, _role in spec.axes
@@ -175,14 +182,13 @@ def new_entries(key: str, plan: GrowthPlan) -> torch.Tensor:
     layer that is not the first copy of its old layer), False where it is the old entry carried over (possibly
     rescaled, as RMSNorm gains are)."""
     key = storage_key(key, plan.dst)
-    spec, (layer, _) = tensor_spec(key), split_layer_key(key)
+    spec, (layer, _) = tensor_spec(key, plan.dst), split_layer_key(key)
     per_axis = []
     for axis, _role in spec.axes:
         if axis == "vocab":
             per_axis.append(torch.zeros(plan.dst.vocab_size, dtype=torch.bool))
         else:
-            first = torch.tensor(plan.maps[axis].first)
-            per_axis.append(~first.repeat_interleave(rows_per_unit(axis, plan.src.head_dim)))
+            per_axis.append(~plan.first_rows(axis))
     mask = _outer(per_axis, torch.logical_or)
     if layer is not None and plan.layers[layer].inserted:
         mask = torch.ones_like(mask)
@@ -194,14 +200,14 @@ def new_entry_count(key: str, plan: GrowthPlan) -> int:
     old row (the first copy of its unit), so the count is the tensor's size minus the product of old rows per axis
     (all of it in a layer that is not the first copy of its old layer). O(units), not O(entries)."""
     key = storage_key(key, plan.dst)
-    spec, (layer, _) = tensor_spec(key), split_layer_key(key)
+    spec, (layer, _) = tensor_spec(key, plan.dst), split_layer_key(key)
     total, old = 1, 1
     for axis, _role in spec.axes:
         if axis == "vocab":
             total, old = total * plan.dst.vocab_size, old * plan.dst.vocab_size
             continue
-        per_unit, first = rows_per_unit(axis, plan.src.head_dim), plan.maps[axis].first
-        total, old = total * per_unit * len(first), old * per_unit * sum(first)
+        first = plan.first_rows(axis)
+        total, old = total * len(first), old * int(first.sum())
     return total if layer is not None and plan.layers[layer].inserted else total - old
 
 
@@ -212,8 +218,7 @@ def _identity_block(layer: int | None, plan: GrowthPlan) -> bool:
 
 def _later_rows(plan: GrowthPlan, axis: str, device) -> torch.Tensor:
     """Per row of `axis`: True for a later (not the first) copy of its old unit; AKI sources these from the donor."""
-    first = torch.tensor(plan.maps[axis].first).repeat_interleave(rows_per_unit(axis, plan.src.head_dim))
-    return (~first & (plan.maps[axis].rows(rows_per_unit(axis, plan.src.head_dim)) != FRESH)).to(device)
+    return (~plan.first_rows(axis) & (plan.rows(axis) != FRESH)).to(device)
 
 
 def _outer(factors: list[torch.Tensor], combine=torch.mul) -> torch.Tensor:
@@ -226,7 +231,7 @@ def _outer(factors: list[torch.Tensor], combine=torch.mul) -> torch.Tensor:
 def _gather_copies(tensor: torch.Tensor, spec: TensorSpec, plan: GrowthPlan) -> torch.Tensor:
     """`tensor` gathered along every growing axis by the index maps (fresh rows read row 0; callers mask them)."""
     for dim, (axis, _role) in enumerate(spec.axes):
-        if axis != "vocab" and not plan.maps[axis].unchanged:
+        if axis != "vocab" and not plan.unchanged(axis):
             tensor = _gather(tensor, dim, _row_map(plan, axis, tensor.device))
     return tensor
 
@@ -254,8 +259,23 @@ def _widen(tensor, spec: TensorSpec, plan: GrowthPlan, generator, donor=None) ->
         if role == "out":
             out = _widen_out(out, dim, axis, spec, plan, generator, std, donor)
         elif role == "gain":
-            out = _widen_gain(out, plan)
-    return out
+            out = _widen_head_gain(out, spec, plan) if axis == "head_dim" else _widen_gain(out, plan)
+    return _rescale_normed_heads(out, spec, plan)
+
+
+def _rescale_normed_heads(out: torch.Tensor, spec: TensorSpec, plan: GrowthPlan) -> torch.Tensor:
+    """Qwen3's per-head q/k norms share `rms_norm_eps` with the hidden norms, which the plan scales by r (the norm
+    ratio, see `GrowthPlan.norm_ratio`). Multiplying the q and k projections by sqrt(r) scales their mean square by r
+    too, so (v r + eps r) / (v + eps) = r and the per-head norms' outputs are unchanged."""
+    if not _normed_head(spec, plan) or plan.norm_ratio == 1:
+        return out
+    compute = torch.promote_types(out.dtype, torch.float32)
+    return (out.to(compute) * torch.tensor(plan.norm_ratio, dtype=torch.float64).sqrt().to(compute)).to(out.dtype)
+
+
+def _normed_head(spec: TensorSpec, plan: GrowthPlan) -> bool:
+    """Whether `spec` is a q or k projection (or bias) whose output passes a per-head RMSNorm."""
+    return spec.head in ("query", "key") and spec.axes[0][0] in ("q", "kv") and architecture(plan.dst).head_norms
 
 
 def _std(tensor: torch.Tensor, plan: GrowthPlan) -> float:
@@ -282,7 +302,7 @@ def _randn(shape, generator, like: torch.Tensor, std) -> torch.Tensor:
 
 
 def _row_map(plan: GrowthPlan, axis: str, device: torch.device) -> torch.Tensor:
-    return plan.maps[axis].rows(rows_per_unit(axis, plan.src.head_dim)).to(device)
+    return plan.rows(axis).to(device)
 
 
 def _row_counts(plan: GrowthPlan, axis: str, device: torch.device) -> torch.Tensor:
@@ -314,7 +334,7 @@ def _fill(out: torch.Tensor, dim: int, rows: torch.Tensor, value) -> None:
 
 def _widen_in(tensor, dim: int, axis: str, plan: GrowthPlan, generator, std) -> torch.Tensor:
     """(.., in_old, ..) -> (.., in_new, ..) along the fan-in axis `dim`."""
-    if plan.maps[axis].unchanged:
+    if plan.unchanged(axis):
         return tensor
     rows, counts = _row_map(plan, axis, tensor.device), _row_counts(plan, axis, tensor.device)
     kept, fresh = rows != FRESH, rows == FRESH
@@ -347,7 +367,7 @@ def _paired_noise(rows, counts, like, generator, std: float) -> torch.Tensor:
 
 def _widen_out(tensor, dim, axis, spec: TensorSpec, plan: GrowthPlan, generator, std, donor) -> torch.Tensor:
     """(.., out_old, ..) -> (.., out_new, ..): copy the rows of copied units, fill fresh ones."""
-    if plan.maps[axis].unchanged:
+    if plan.unchanged(axis):
         return tensor
     rows = _row_map(plan, axis, tensor.device)
     out = _gather(tensor, dim, rows)
@@ -355,12 +375,55 @@ def _widen_out(tensor, dim, axis, spec: TensorSpec, plan: GrowthPlan, generator,
     if donor is not None and axis in PER_LAYER_AXES:  # AKI (bert2BERT): new units come from the next layer
         later = _later_rows(plan, axis, rows.device)
         out[along + (later,)] = donor.index_select(dim, rows[later])
-    fresh = rows == FRESH
+    fresh = (rows == FRESH) & ~plan.fresh_dims(axis).to(rows.device)  # fresh dims: _widen_head_rows
     if fresh.any():
         zero = axis == "hidden" or spec.is_bias  # residual writes and biases start at zero
         shape = [int(fresh.sum()) if d == dim else n for d, n in enumerate(out.shape)]
         _fill(out, dim, fresh, 0 if zero else _randn(shape, generator, out, std))
+    return _widen_head_rows(tensor, out, dim, axis, spec, plan)
+
+
+def _widen_head_rows(tensor, out, dim: int, axis: str, spec: TensorSpec, plan: GrowthPlan) -> torch.Tensor:
+    """head_dim growth, on the rows of a q/k/v projection (or bias) along head axis `dim`. A fresh dimension inside a
+    copied head copies the old dimension before it (`plan.tiles`), except a query's without a per-head norm, which is
+    zero: the score of a query and a key then gains nothing from the new rotary pairs (o_proj's zero columns do the
+    same for values). Old query dimensions take `plan.query_scale` to undo the larger softmax divisor."""
+    fresh = plan.fresh_dims(axis).to(out.device)
+    if not bool(fresh.any()):
+        return out
+    if spec.head == "query" and not architecture(plan.dst).head_norms:
+        _fill(out, dim, fresh, 0)
+    else:
+        _fill(out, dim, fresh, tensor.index_select(dim, plan.tiles(axis).to(out.device)[fresh]))
+    if _scales_queries(spec, axis, plan):
+        kept = (plan.rows(axis) != FRESH).to(out.device)
+        compute = torch.promote_types(out.dtype, torch.float32)
+        scale = torch.full(kept.shape, plan.query_scale, dtype=compute).masked_fill(~kept, 1.0)  # exact in float64
+        out = (out.to(compute) * scale.view([-1 if d == dim else 1 for d in range(out.dim())])).to(out.dtype)
     return out
+
+
+def _scales_queries(spec: TensorSpec, axis: str, plan: GrowthPlan) -> bool:
+    """Whether rows along `axis` of a tensor laid out as `spec` carry the query scale (the q projection and its bias,
+    when there is no per-head query norm to carry it)."""
+    grows = plan.src.head_dim != plan.dst.head_dim
+    return grows and axis == "q" and spec.head == "query" and not architecture(plan.dst).head_norms
+
+
+def _widen_head_gain(gain: torch.Tensor, spec: TensorSpec, plan: GrowthPlan) -> torch.Tensor:
+    """A per-head RMSNorm gain over head_dim (Qwen3's q_norm / k_norm). Old dimensions move with their rotary pair; a
+    query's take `plan.query_scale`, and its fresh dimensions start at zero (the projection rows feeding them are
+    copies, which keeps the norm's RMS, and a zero gain keeps them out of the scores while its gradient is not zero); a
+    key's fresh dimensions copy the gain of the dimension they copy."""
+    if plan.maps["head_dim"].unchanged:
+        return gain
+    rows, tiles = plan.rows("head_dim").to(gain.device), plan.tiles("head_dim").to(gain.device)
+    compute = torch.promote_types(gain.dtype, torch.float32)
+    if spec.head == "query":
+        out = torch.where(rows == FRESH, 0.0, gain.to(compute)[rows.clamp(min=0)] * plan.query_scale)
+    else:
+        out = gain.to(compute)[tiles]
+    return out.to(gain.dtype)
 
 
 def _widen_gain(gain: torch.Tensor, plan: GrowthPlan) -> torch.Tensor:

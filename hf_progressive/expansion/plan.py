@@ -11,6 +11,7 @@ import torch
 from transformers.utils import logging
 
 from ..errors import ExpansionError
+from .architectures import architecture
 from .keys import axis_sizes
 from .methods import DEFAULT_NOISE_STD, DEFAULT_WIDTH, MAX_NOISE_STD, WIDTH_METHODS, parse_method
 from .sizes import validate_growth
@@ -21,8 +22,8 @@ logger = logging.get_logger(__name__)
 FRESH = -1  # an index-map entry for a unit that copies nothing (new weights: random or zero, see expansion.py)
 
 PER_LAYER_AXES = ("q", "kv", "ffn")  # axes whose units belong to one layer (AKI sources their new units upstairs)
-# fields a growth must leave untouched (sizes grow, rms_norm_eps is derived by the plan)
-FIXED_FIELDS = ("vocab_size", "head_dim", "tie_word_embeddings", "attention_bias", "mlp_bias", "hidden_act")
+# fields a growth leaves untouched (sizes grow, rms_norm_eps is derived by the plan); each architecture adds its own
+FIXED_FIELDS = ("model_type", "vocab_size", "tie_word_embeddings", "hidden_act")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,19 @@ def _extra(n_old: int, k: int, policy: str, generator: torch.Generator) -> list[
 
 def _axis_map(n_old: int, n_new: int, policy: str, generator: torch.Generator) -> IndexMap:
     return IndexMap(tuple(range(n_old)) + tuple(_extra(n_old, n_new - n_old, policy, generator)), n_old)
+
+
+def _dim_map(old: int, new: int) -> IndexMap:
+    """Where each old dimension of a head sits after head_dim grows from `old` to `new` (the rest `FRESH`). In the
+    rotate-half layout, dimensions i and i + head_dim/2 form rotary pair i, of frequency base^(-2i/head_dim); at an
+    integer ratio k = new/old, pair k*i of the grown head has exactly that frequency, so old pair i moves there (at
+    other ratios, to the nearest pair: the frequencies then differ and the growth does not preserve the function)."""
+    half, new_half = old // 2, new // 2
+    sources = [FRESH] * new
+    for i in range(half):
+        j = math.floor(i * new / old + 0.5)
+        sources[j], sources[new_half + j] = i, half + i
+    return IndexMap(tuple(sources), old)
 
 
 def _head_maps(src, dst, policy: str, generator: torch.Generator) -> tuple[IndexMap, IndexMap]:
@@ -184,6 +198,7 @@ class GrowthPlan:
         old, new = axis_sizes(src), axis_sizes(dst)
         maps = {axis: _axis_map(old[axis], new[axis], policy, generator) for axis in ("hidden", "ffn")}
         maps["q"], maps["kv"] = _head_maps(src, dst, policy, generator)
+        maps["head_dim"] = _dim_map(src.head_dim, dst.head_dim)
         layers = _layer_sources(src.num_hidden_layers, dst.num_hidden_layers, depth, inserted_layers)
         plan = cls(src, dst, width, depth, seed, noise_std, maps, layers)
         return plan._with_norm_eps()
@@ -203,6 +218,62 @@ class GrowthPlan:
         counts = self.maps["hidden"].counts
         return depth_ok and not aki_new_units and len(set(counts)) == 1
 
+    @property
+    def query_scale(self) -> float:
+        """sqrt(new head_dim / old head_dim): attention scores are divided by sqrt(head_dim), so the old query
+        dimensions are multiplied by this (in the q weights, or in Qwen3's q-norm gains) to keep every score."""
+        return math.sqrt(self.dst.head_dim / self.src.head_dim)
+
+    def unchanged(self, axis: str) -> bool:
+        """Whether nothing grows along `axis` (a head axis also grows when head_dim does)."""
+        dims = self.maps["head_dim"].unchanged if axis in ("q", "kv") else True
+        return self.maps[axis].unchanged and dims
+
+    def rows(self, axis: str) -> torch.Tensor:
+        """Per row of the grown tensors along `axis`, the old row it copies, or `FRESH` (a fresh unit or, along a head
+        axis, a fresh dimension inside a copied head): int64."""
+        if axis not in ("q", "kv"):
+            return self.maps[axis].rows(1)
+        units = torch.tensor(self.maps[axis].sources).repeat_interleave(self.dst.head_dim)
+        dims = torch.tensor(self.maps["head_dim"].sources).repeat(len(self.maps[axis].sources))
+        return torch.where((units == FRESH) | (dims == FRESH), FRESH, units * self.src.head_dim + dims)
+
+    def fresh_dims(self, axis: str) -> torch.Tensor:
+        """Per row along head axis `axis`: True for a fresh dimension inside a copied head (what it starts as depends
+        on the tensor's `head` role; operators.py), False elsewhere (and along every other axis)."""
+        if axis not in ("q", "kv"):
+            return torch.zeros(len(self.maps[axis].sources), dtype=torch.bool)
+        units = torch.tensor(self.maps[axis].sources).repeat_interleave(self.dst.head_dim)
+        dims = torch.tensor(self.maps["head_dim"].sources).repeat(len(self.maps[axis].sources))
+        return (units != FRESH) & (dims == FRESH)
+
+    def tiles(self, axis: str) -> torch.Tensor:
+        """`rows(axis)` with every fresh dimension of a copied head reading the old dimension placed just before it in
+        its half of the head (HyperCloning's tiling: at an integer ratio each old dimension appears k times, so an RMS
+        over the grown head is the old one)."""
+        dims = self.maps["head_dim"].sources if axis in ("q", "kv", "head_dim") else None
+        if dims is None:
+            return self.rows(axis)
+        half, tiled = len(dims) // 2, list(dims)
+        for j, source in enumerate(dims):
+            if source == FRESH:
+                tiled[j] = tiled[j - 1] if j % half else (0 if j < half else self.src.head_dim // 2)
+        if axis == "head_dim":
+            return torch.tensor(tiled)
+        units = torch.tensor(self.maps[axis].sources).repeat_interleave(self.dst.head_dim)
+        return torch.where(
+            units == FRESH, FRESH, units * self.src.head_dim + torch.tensor(tiled).repeat(len(units) // len(tiled))
+        )
+
+    def first_rows(self, axis: str) -> torch.Tensor:
+        """Per row along `axis`: True where the row *is* an old one (the first copy of its unit, and, along a head
+        axis, an old dimension at its new place); every other row is new."""
+        first = torch.tensor(self.maps[axis].first)
+        if axis not in ("q", "kv"):
+            return first
+        dims = torch.tensor(self.maps["head_dim"].sources) != FRESH
+        return first.repeat_interleave(self.dst.head_dim) & dims.repeat(len(first))
+
     def _with_norm_eps(self) -> "GrowthPlan":
         dst = copy.deepcopy(self.dst)
         dst.rms_norm_eps = self.src.rms_norm_eps * self.norm_ratio
@@ -213,6 +284,9 @@ class GrowthPlan:
     def to_json(self) -> dict:
         """The plan as growth.json records it."""
         sizes = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+        sizes += (
+            ("head_dim",) if self.src.head_dim != self.dst.head_dim else ()
+        )  # growth.json of old growths unchanged
         return {
             "width_method": self.width_method,
             "depth_method": self.depth_method,
@@ -222,17 +296,19 @@ class GrowthPlan:
             "src_sizes": {name: getattr(self.src, name) for name in sizes},
             "dst_sizes": {name: getattr(self.dst, name) for name in sizes},
             "rms_norm_eps": {"src": self.src.rms_norm_eps, "dst": self.dst.rms_norm_eps},
-            "index_maps": {axis: list(m.sources) for axis, m in self.maps.items()},
+            "index_maps": {a: list(m.sources) for a, m in self.maps.items() if a != "head_dim" or not m.unchanged},
             "layers": [vars(layer) for layer in self.layers],
         }
 
 
 def _check_fixed_fields(src, dst) -> None:
-    for name in FIXED_FIELDS:
-        if getattr(src, name) != getattr(dst, name):
+    arch = architecture(src)
+    for name in (*FIXED_FIELDS, *arch.fixed_fields):
+        old, new = getattr(src, name, None), getattr(dst, name, None)
+        if old != new:
             raise ExpansionError(
-                f"{name}: the target has {getattr(dst, name)!r} but the source has {getattr(src, name)!r}; "
-                f"growth keeps {name} fixed. Build the target with ProgressiveLlamaConfig.from_smaller(source_config)."
+                f"{name}: the target has {new!r} but the source has {old!r}; growth keeps {name} fixed. Build the "
+                f"target with Progressive{arch.prefix}Config.from_smaller(source)."
             )
 
 
@@ -260,6 +336,7 @@ def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_
                     f"{new[axis]} is a {new[axis] / old[axis]:g}x ratio. Use a multiple of {old[axis]}, or method "
                     "'fpi' (any ratio) or 'function_preserving'."
                 )
+    _check_head_dim(width, src.head_dim, dst.head_dim)
     if inserted_layers is not None:
         n_old, n_new = src.num_hidden_layers, dst.num_hidden_layers
         if depth != "identity":
@@ -273,6 +350,16 @@ def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_
                 f"inserted_layers={inserted_layers}: give {n_new - n_old} distinct positions in [0, {n_new}) "
                 f"(num_hidden_layers {n_old} -> {n_new}), e.g. {default_inserted_layers(n_old, n_new)}."
             )
+
+
+def _check_head_dim(width: str, old: int, new: int) -> None:
+    """A function-preserving growth needs an integer head_dim ratio, so every old rotary frequency exists again."""
+    if new % old and width != "aki":
+        raise ExpansionError(
+            f"head_dim={new}: {old} -> {new} is a {new / old:g}x ratio, but RoPE's frequencies only line up at an "
+            f"integer ratio (old pair i becomes pair k*i), so {width} would not preserve the function. Use head_dim "
+            f"{old * -(-new // old)} (a multiple of {old}), or method 'aki', which does not preserve it anyway."
+        )
 
 
 __all__ = [

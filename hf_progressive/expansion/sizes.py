@@ -1,20 +1,20 @@
 """The size arithmetic of a growth, on configs alone: which sizes grow (`SIZE_FIELDS`), whether a config can grow into
-given sizes (`validate_growth`: never shrink, whole kv groups, head_dim fixed), the grown config itself
-(`grown_config`), and a Llama's parameter counts. No tensors."""
+given sizes (`validate_growth`: never shrink, whole kv groups, an even head_dim), the grown config itself
+(`grown_config`), and parameter counts read off the architecture's tensor shapes. No tensors."""
 
 from ..errors import ExpansionError
+from .architectures import architecture
+from .keys import expected_keys, expected_shape, storage_key
 
 
-SIZE_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
-
-
-def _check_llama(config) -> None:
-    model_type = getattr(config, "model_type", None)
-    if model_type != "llama":
-        raise ExpansionError(
-            f"model_type={model_type!r}: hf_progressive grows Llama models only (model_type 'llama', "
-            "LlamaForCausalLM); convert the checkpoint to the Llama layout first."
-        )
+SIZE_FIELDS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+)
 
 
 def _sizes(values: dict) -> dict:
@@ -30,30 +30,45 @@ def _sizes(values: dict) -> dict:
 
 def validate_growth(config, sizes: dict) -> None:
     """Raise `ExpansionError` unless `config` can grow into `sizes` (config field names -> values)."""
-    _check_llama(config)
-    sizes = _sizes(sizes)
+    architecture(config)
+    sizes = {"head_dim": config.head_dim, **_sizes(sizes)}
     for name, value in sizes.items():
         old = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ExpansionError(f"{name}={value!r}: must be a positive integer (the source has {old}).")
         if value < old:
-            raise ExpansionError(
-                f"{name}={value} is smaller than the source's {old}: growth cannot shrink a model; "
-                f"pass {name} >= {old}."
-            )
+            raise ExpansionError(f"{name}={value} is smaller than the source's {old}: {_shrink_rule(name, config)}.")
+    if sizes["head_dim"] % 2:
+        raise ExpansionError(
+            f"head_dim={sizes['head_dim']} is odd: RoPE rotates dimensions in pairs, so head_dim must be even."
+        )
     heads, kv_heads, hidden = sizes["num_attention_heads"], sizes["num_key_value_heads"], sizes["hidden_size"]
     if heads % kv_heads:
         raise ExpansionError(
-            f"num_attention_heads={heads} is not a multiple of num_key_value_heads={kv_heads}: every key/value head "
-            f"serves a whole group of query heads. Pick num_key_value_heads among {_divisors(heads)}."
+            f"num_attention_heads={heads} is not a multiple of num_key_value_heads={kv_heads} (head_dim "
+            f"{sizes['head_dim']}): every key/value head serves a whole group of query heads. Pick "
+            f"num_key_value_heads among {_divisors(heads)}."
         )
     if hidden % heads:
         raise ExpansionError(
-            f"hidden_size={hidden} is not a multiple of num_attention_heads={heads} (LlamaConfig requires it; "
-            f"head_dim stays {config.head_dim}). Use a hidden_size that is a multiple of {heads}, e.g. "
-            f"{-(-hidden // heads) * heads}."
+            f"hidden_size={hidden} is not a multiple of num_attention_heads={heads} (with head_dim "
+            f"{sizes['head_dim']}; hf_progressive keeps the usual layout of whole heads per hidden block). Use a "
+            f"hidden_size that is a multiple of {heads}, e.g. {-(-hidden // heads) * heads}."
         )
     _check_group_seating(config, heads, kv_heads)
+
+
+def _shrink_rule(name: str, config) -> str:
+    """Why a size cannot shrink, and the fix; head counts name head_dim, the other way a head layout grows."""
+    old = getattr(config, name)
+    if name in ("num_attention_heads", "num_key_value_heads"):
+        return (
+            f"growth keeps every head (head_dim {config.head_dim}); heads grow in number or in head_dim, and are "
+            f"never merged, so pass {name} >= {old}, with head_dim >= {config.head_dim} if the heads should also widen"
+        )
+    if name == "head_dim":
+        return f"growth keeps every dimension of a head; pass head_dim >= {old} (an even number)"
+    return f"growth cannot shrink a model; pass {name} >= {old}"
 
 
 def _check_group_seating(config, heads: int, kv_heads: int) -> None:
@@ -63,8 +78,8 @@ def _check_group_seating(config, heads: int, kv_heads: int) -> None:
     if needed > kv_heads:
         raise ExpansionError(
             f"num_key_value_heads={kv_heads}: the source's {config.num_key_value_heads} kv groups of {group} query "
-            f"heads need {needed} groups of {new_group} to keep every query head with its keys and values. Use "
-            f"num_key_value_heads >= {needed}, or keep query heads per group >= {group}."
+            f"heads (head_dim {config.head_dim}) need {needed} groups of {new_group} to keep every query head with "
+            f"its keys and values. Use num_key_value_heads >= {needed}, or keep query heads per group >= {group}."
         )
 
 
@@ -74,28 +89,48 @@ def _divisors(n: int) -> list[int]:
 
 def grown_config(config, cls=None, **sizes):
     """`config` grown to `sizes` (config field names; `None` keeps a size), as `cls` (default: the config's own class).
-    `head_dim` is written explicitly and never changes, so widening cannot silently change RoPE."""
-    _check_llama(config)
+    `head_dim` is written explicitly, so widening cannot silently change RoPE. Per-layer `layer_types` grow with the
+    depth when every layer has the same type (otherwise a depth growth is refused: which type would a new layer
+    take?)."""
+    architecture(config)
     sizes = {name: getattr(config, name) if sizes.get(name) is None else sizes[name] for name in SIZE_FIELDS}
     validate_growth(config, sizes)
     values = {k: v for k, v in config.to_dict().items() if k not in ("architectures", "transformers_version")}
-    return (cls or type(config)).from_dict({**values, **sizes, "head_dim": config.head_dim})
+    if values.get("layer_types") is not None:
+        values["layer_types"] = _grown_layer_types(list(values["layer_types"]), sizes["num_hidden_layers"])
+    return (cls or type(config)).from_dict({**values, **sizes})
+
+
+def _grown_layer_types(layer_types: list[str], layers: int) -> list[str]:
+    if len(layer_types) == layers:
+        return layer_types
+    if len(set(layer_types)) > 1:
+        raise ExpansionError(
+            f"num_hidden_layers={layers}: the source mixes attention types per layer ({sorted(set(layer_types))}); "
+            "a depth growth cannot tell which type a new layer takes. Grow the width only, or set one type for all."
+        )
+    return layer_types[:1] * layers
 
 
 def parameter_counts(config) -> dict[str, int]:
-    """`total` (as `model.num_parameters()`), `non_embedding` (minus the embedding table(s)) and `matmul`."""
-    d, ffn, layers, vocab = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
-    q, kv = config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim
-    attn = d * q * 2 + d * kv * 2 + (q + 2 * kv + d if config.attention_bias else 0)
-    mlp = 3 * d * ffn + (2 * ffn + d if config.mlp_bias else 0)
-    per_layer = attn + mlp + 2 * d
-    embeddings = vocab * d * (1 if config.tie_word_embeddings else 2)
-    non_embedding = layers * per_layer + d
+    """`total` (as `model.num_parameters()`), `non_embedding` (minus the embedding table(s)) and `matmul` (plus the
+    output head, a matmul; the input lookup is not), summed over the architecture's tensor shapes."""
+    stored = [key for key in expected_keys(config) if storage_key(key, config) == key]
+    sizes = {key: _product(expected_shape(key, config)) for key in stored}
+    embeddings = sum(n for key, n in sizes.items() if key in ("model.embed_tokens.weight", "lm_head.weight"))
+    non_embedding = sum(sizes.values()) - embeddings
     return {
         "total": non_embedding + embeddings,
         "non_embedding": non_embedding,
-        "matmul": non_embedding + vocab * d,  # the output head is a matmul; the input lookup is not
+        "matmul": non_embedding + config.vocab_size * config.hidden_size,
     }
+
+
+def _product(shape: tuple[int, ...]) -> int:
+    total = 1
+    for n in shape:
+        total *= n
+    return total
 
 
 __all__ = ["SIZE_FIELDS", "grown_config", "parameter_counts", "validate_growth"]

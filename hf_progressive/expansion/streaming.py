@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ..errors import ExpansionError
 from ..utils.io import write_json
 from ..utils.overlap import Flusher, bounded_map
+from .architectures import architecture
 from .arguments import parse_size
 from .checkpoint import (
     INDEX_FILE,
@@ -176,7 +177,7 @@ def expand_checkpoint(
 ) -> Path:
     """
     Grow the checkpoint in `src_dir` into `dst_dir` without holding either model in memory. The output is
-    bit-identical to `ProgressiveLlamaForCausalLM.from_smaller(src_dir, target_config, method, seed)` saved with
+    bit-identical to `Progressive{Arch}ForCausalLM.from_smaller(src_dir, target_config, method, seed)` saved with
     `save_pretrained`, keeps the source dtype, and is written atomically (nothing at `dst_dir` if it fails).
     """
     src = Path(src_dir)
@@ -228,12 +229,11 @@ def write_expansion(src: Path, out: Path, plan: GrowthPlan, max_shard_size: str 
 
 
 def _write_side_files(src: Path, dst: Path, plan: GrowthPlan, dtype: torch.dtype) -> None:
-    from transformers.models.llama.configuration_llama import LlamaConfig  # already loaded by read_config
-
     from .record import GROWTH_FILE, streaming_growth_record
 
-    config = LlamaConfig.from_dict(plan.dst.to_dict())
-    config.architectures = ["LlamaForCausalLM"]
+    arch = architecture(plan.dst)
+    config = arch.config_class().from_dict(plan.dst.to_dict())  # vanilla: the architecture's own config class
+    config.architectures = [arch.causal_lm]
     config.dtype = dtype
     config.save_pretrained(dst)
     if (src / "generation_config.json").is_file():
