@@ -61,7 +61,7 @@ def test_bad_sizes_raise_clear_errors(overrides, sizes, fragment):
 
 
 def test_non_llama_config_is_rejected():
-    with pytest.raises(ExpansionError, match="model_type=.gpt2.: hf_progressive grows llama, mistral, qwen2, qwen3 decoders"):
+    with pytest.raises(ExpansionError, match="model_type=.gpt2.: hf_progressive grows llama, mistral, qwen2, qwen3"):
         ProgressiveLlamaConfig.from_smaller(GPT2Config(n_embd=32, n_layer=2, n_head=4), hidden_size=64)
 
 

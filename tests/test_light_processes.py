@@ -81,7 +81,7 @@ def test_a_prepare_data_worker_imports_no_training_stack_and_stays_small(tmp_pat
     assert seen["rss_mb"] < 100, seen  # its own peak (VmHWM), MB
 
 
-EXPAND = """
+EXPAND = r"""
 import json, re, sys
 from hf_progressive.cli import main
 code = main(["expand", sys.argv[1], sys.argv[2], "--num-hidden-layers", "3", "--no-verify"])

@@ -1,6 +1,7 @@
 """Shared test helpers: tiny configs and models, randomize_, float64-exact RMSNorm, assert_logits_close, markers."""
 
 import contextlib
+import importlib
 
 import pytest
 import torch
@@ -49,20 +50,30 @@ def _exact_rms_norm(self, hidden_states):
 
 @contextlib.contextmanager
 def float64_rms_norm():
-    """LlamaRMSNorm upcasts to float32, which caps any float64 comparison at ~1e-7. Inside this context, float64
-    inputs are normalised in float64 (other dtypes are untouched), so exactness can be tested to 1e-9."""
-    original = modeling_llama.LlamaRMSNorm.forward
+    """Every supported architecture's RMSNorm upcasts to float32, which caps any float64 comparison at ~1e-7. Inside
+    this context, float64 inputs are normalised in float64 (other dtypes are untouched), so exactness can be tested
+    to 1e-9."""
+    classes = [modeling_llama.LlamaRMSNorm]
+    for model_type, prefix in (("mistral", "Mistral"), ("qwen2", "Qwen2"), ("qwen3", "Qwen3")):
+        module = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+        classes.append(getattr(module, f"{prefix}RMSNorm"))
+    originals = {cls: cls.forward for cls in classes}
 
-    def forward(self, hidden_states):
-        if hidden_states.dtype == torch.float64:
-            return _exact_rms_norm(self, hidden_states)
-        return original(self, hidden_states)
+    def patched(original):
+        def forward(self, hidden_states):
+            if hidden_states.dtype == torch.float64:
+                return _exact_rms_norm(self, hidden_states)
+            return original(self, hidden_states)
 
-    modeling_llama.LlamaRMSNorm.forward = forward
+        return forward
+
+    for cls, original in originals.items():
+        cls.forward = patched(original)
     try:
         yield
     finally:
-        modeling_llama.LlamaRMSNorm.forward = original
+        for cls, original in originals.items():
+            cls.forward = original
 
 
 SMALL = {
