@@ -243,7 +243,7 @@ def test_an_unknown_tensor_in_a_source_checkpoint_is_refused_not_dropped(tmp_pat
     tensors["model.layers.0.self_attn.o_proj.bias"] = torch.zeros(32)  # Qwen2 has no o_proj bias
     save_file(tensors, tmp_path / "small" / "model.safetensors", metadata={"format": "pt"})
     target = progressive_classes(small.config)[0].from_smaller(small.config, num_hidden_layers=3)
-    with pytest.raises(Exception, match=r"1 tensors a qwen2 of this config does not have \(model.layers.0.self_attn"):
+    with pytest.raises(Exception, match=r"1 tensors a Qwen2 of this config does not have \(model.layers.0.self_attn"):
         expand_checkpoint(tmp_path / "small", tmp_path / "big", target, progress=False)
     assert not (tmp_path / "big").exists()
 
@@ -255,3 +255,36 @@ def test_layer_types_grow_with_depth_and_mixed_ones_are_refused():
     mixed = make_config("qwen2", layer_types=["full_attention", "sliding_attention"], use_sliding_window=True)
     with pytest.raises(ExpansionError, match=r"num_hidden_layers=5: the source mixes attention types per layer"):
         progressive_classes(mixed)[0].from_smaller(mixed, num_hidden_layers=5)
+
+
+# Published head structures at a scaled-down width (head_dim 64 -> 8; heads, kv groups, rope and tying as published):
+# (id, model_type, source config overrides, target sizes)
+PUBLISHED = [
+    ("SmolLM2-135M -> 360M-class", "llama",
+     dict(hidden_size=72, intermediate_size=192, num_hidden_layers=3, num_attention_heads=9, num_key_value_heads=3,
+          tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 100000.0}),
+     dict(hidden_size=120, intermediate_size=320, num_hidden_layers=4, num_attention_heads=15, num_key_value_heads=5)),
+    ("Qwen2.5-0.5B -> head_dim x2", "qwen2",
+     dict(hidden_size=112, intermediate_size=608, num_hidden_layers=3, num_attention_heads=14, num_key_value_heads=2,
+          tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}),
+     dict(hidden_size=224, intermediate_size=1120, num_hidden_layers=4, head_dim=16)),
+    ("Llama-3.2-1B -> head_dim x2", "llama",
+     dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=2, num_attention_heads=32, num_key_value_heads=8,
+          tie_word_embeddings=True, rope_parameters=ROPES["llama3"]),
+     dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=3, head_dim=16)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, model_type, overrides, sizes", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_published_head_structures_grow_exactly(case, model_type, overrides, sizes):
+    small = make_model(make_config(model_type, overrides), torch.float64)
+    with float64_rms_norm():
+        assert relative_error(small, grow(small, sizes, "function_preserving"), IDS) <= 1e-10
+
+
+def test_llama_3_2_1b_to_3b_is_refused_because_heads_would_merge():
+    """Llama-3.2-1B has 32 heads of 64; 3B has 24 heads of 128: its 32 heads cannot fit into 24."""
+    small = make_config("llama", dict(hidden_size=256, num_attention_heads=32, num_key_value_heads=8))
+    target = dict(hidden_size=384, num_attention_heads=24, num_key_value_heads=8, head_dim=16)
+    with pytest.raises(ExpansionError, match=r"num_attention_heads=24 is smaller than the source's 32: growth keeps"):
+        progressive_classes(small)[0].from_smaller(small, **target)

@@ -44,7 +44,7 @@ BAD_INPUTS = [
         ["--hidden-size", "36", "--num-attention-heads", "8", "--num-key-value-heads", "4"],
         "hidden_size=36 is not a multiple of num_attention_heads=8",
     ),
-    ("non-llama", gpt2_checkpoint, GROW, "model_type is 'gpt2'"),
+    ("non-llama", gpt2_checkpoint, GROW, "model_type='gpt2': hf_progressive grows llama, mistral, qwen2, qwen3"),
     ("missing weights", missing_weights, GROW, "model.safetensors: missing"),
     ("remote code", remote_code_checkpoint, GROW, "asks for remote code (auto_map)"),
     ("truncated weights", truncated_weights, GROW, "truncated"),

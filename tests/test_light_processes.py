@@ -85,7 +85,7 @@ EXPAND = r"""
 import json, re, sys
 from hf_progressive.cli import main
 code = main(["expand", sys.argv[1], sys.argv[2], "--num-hidden-layers", "3", "--no-verify"])
-model_code = re.compile(r"transformers\.modeling_utils|transformers\.models\.(\w+)\.modeling_\1")
+model_code = re.compile(r"transformers\.modeling_utils|transformers\.models\.(?!auto\.)(\w+)\.modeling_\1")
 modeling = sorted(m for m in sys.modules if model_code.fullmatch(m))  # PreTrainedModel, LlamaForCausalLM, ...
 print(json.dumps({"code": code, "modeling": modeling, "torch": "torch" in sys.modules}), file=sys.stderr)
 """

@@ -118,7 +118,7 @@ def test_strict_raises_when_preservation_fails(monkeypatch):
     def broken_report(small, big):
         return verify_expansion(small, big) | {"max_abs_logit_diff": 0.5}
 
-    monkeypatch.setattr("hf_progressive.models.llama.modeling_llama.verify_expansion", broken_report)
+    monkeypatch.setattr("hf_progressive.models.progressive.verify_expansion", broken_report)
     with pytest.raises(ExpansionError, match="strict: max \\|delta logits\\| = 0.5 exceeds the tolerance 0.0001"):
         _grow(tiny_model(), strict=True)
     _grow(tiny_model(), strict=False)  # recorded, not raised

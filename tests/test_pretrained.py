@@ -57,12 +57,12 @@ def _own_tokenizer(tmp_path, source):
 @pytest.mark.parametrize(
     "make_source, make_recipe, fragment",
     [
-        (gpt2_checkpoint, _recipe, "model_type is 'gpt2'"),
+        (gpt2_checkpoint, _recipe, "model_type='gpt2': hf_progressive grows llama, mistral, qwen2, qwen3"),
         (remote_code_checkpoint, _recipe, "asks for remote code"),
         (None, _vocab_too_large, "its vocab_size=300 exceeds vocab_size=200; set vocab_size: 300"),
         (None, _own_tokenizer, "the family uses the checkpoint's tokenizer"),
     ],
-    ids=["not a Llama", "remote code", "vocabulary too large", "a tokenizer of its own"],
+    ids=["unsupported architecture", "remote code", "vocabulary too large", "a tokenizer of its own"],
 )
 def test_bad_pretrained_first_member_is_one_line(pretrained, tmp_path, capsys, make_source, make_recipe, fragment):
     source = pretrained if make_source is None else make_source(tmp_path, pretrained)

@@ -532,7 +532,7 @@ FROM_CASES = [  # (id, change to the checkpoint, recipe changes, fragment)
     ("hidden_size on members[0]", None, {"first": {"hidden_size": 64}}, "members[0].hidden_size=64: the first"),
     ("params on members[0]", None, {"first": {"params": 1e5}}, "members[0].params=100000.0"),
     ("model settings", None, {"model": {"rms_norm_eps": 1e-5}}, "fixes the model settings"),
-    ("from: ''", "empty", {}, "members[0].from='': give a Llama checkpoint"),
+    ("from: ''", "empty", {}, "members[0].from='': give a checkpoint folder (or Hub id)"),
     ("from: on members[1]", "second", {}, "members[1].from: only the first member"),
 ]
 

@@ -15,7 +15,6 @@ from ..data.token_store import TokenStore
 from ..errors import CheckpointError
 from ..expansion.checkpoint import load_model
 from ..family.ledger import FamilyPaths, Ledger, covers, read_family
-from ..models.llama.modeling_llama import ProgressiveLlamaForCausalLM
 from ..utils.io import read_json, write_atomic, write_json
 from .consistency import consistency
 
@@ -38,7 +37,7 @@ def family_consistency(
     if data is not None:
         blocks = held_out_blocks(store.tokenizer_dir, data, ledger.seq_len, max_blocks)
     blocks = as_ids(store.validation) if blocks is None else blocks
-    models = {name: load_model(paths.member(name), ProgressiveLlamaForCausalLM) for name in ledger.members}
+    models = {name: load_model(paths.member(name)) for name in ledger.members}  # each as its own architecture
     result = consistency(models, blocks[:max_blocks], batch_size=batch_size, pairs=pairs, progress=True)
     write_json(paths.consistency, result)
     return result

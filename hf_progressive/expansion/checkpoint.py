@@ -131,7 +131,8 @@ def check_weights(path: str | os.PathLike, config=None) -> list[Path]:
         raise CheckpointError(f"{path}: {len(missing)} tensors missing ({missing[0]}, ...); {fix}.")
     if extra:
         raise CheckpointError(
-            f"{path}: {len(extra)} tensors a {config.model_type} of this config does not have ({extra[0]}); {fix}."
+            f"{path}: {len(extra)} tensors a {architecture(config).prefix} of this config does not have "
+            f"({extra[0]}); {fix}."
         )
     if wrong:
         key = wrong[0]

@@ -21,7 +21,8 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .architectures import TensorSpec, architecture
+from .architectures import TensorSpec
+from .heads import fill_rows, normed_head, rescale_normed_heads, scales_queries, widen_head_gain, widen_head_rows
 from .keys import expected_keys, layer_key, rows_per_unit, split_layer_key, storage_key, tensor_spec
 from .plan import FRESH, PER_LAYER_AXES, GrowthPlan
 
@@ -122,8 +123,8 @@ def gradient_share(key: str, plan: GrowthPlan) -> torch.Tensor:
         else:
             rows, counts = _row_map(plan, axis, "cpu"), _row_counts(plan, axis, "cpu")
             share = torch.where(rows == FRESH, 1.0, 1 / counts[rows.clamp(min=0)].clamp(min=1))
-            factors.append(share / plan.query_scale if _scales_queries(spec, axis, plan) else share)
-    normed = _normed_head(spec, plan) and plan.norm_ratio != 1  # rows scaled by sqrt(r): gradients by 1/sqrt(r)
+            factors.append(share / plan.query_scale if scales_queries(spec, axis, plan) else share)
+    normed = normed_head(spec, plan) and plan.norm_ratio != 1  # rows scaled by sqrt(r): gradients by 1/sqrt(r)
     return _outer(factors) / math.sqrt(plan.norm_ratio) if normed else _outer(factors)
 
 
@@ -259,23 +260,8 @@ def _widen(tensor, spec: TensorSpec, plan: GrowthPlan, generator, donor=None) ->
         if role == "out":
             out = _widen_out(out, dim, axis, spec, plan, generator, std, donor)
         elif role == "gain":
-            out = _widen_head_gain(out, spec, plan) if axis == "head_dim" else _widen_gain(out, plan)
-    return _rescale_normed_heads(out, spec, plan)
-
-
-def _rescale_normed_heads(out: torch.Tensor, spec: TensorSpec, plan: GrowthPlan) -> torch.Tensor:
-    """Qwen3's per-head q/k norms share `rms_norm_eps` with the hidden norms, which the plan scales by r (the norm
-    ratio, see `GrowthPlan.norm_ratio`). Multiplying the q and k projections by sqrt(r) scales their mean square by r
-    too, so (v r + eps r) / (v + eps) = r and the per-head norms' outputs are unchanged."""
-    if not _normed_head(spec, plan) or plan.norm_ratio == 1:
-        return out
-    compute = torch.promote_types(out.dtype, torch.float32)
-    return (out.to(compute) * torch.tensor(plan.norm_ratio, dtype=torch.float64).sqrt().to(compute)).to(out.dtype)
-
-
-def _normed_head(spec: TensorSpec, plan: GrowthPlan) -> bool:
-    """Whether `spec` is a q or k projection (or bias) whose output passes a per-head RMSNorm."""
-    return spec.head in ("query", "key") and spec.axes[0][0] in ("q", "kv") and architecture(plan.dst).head_norms
+            out = widen_head_gain(out, spec, plan) if axis == "head_dim" else _widen_gain(out, plan)
+    return rescale_normed_heads(out, spec, plan)
 
 
 def _std(tensor: torch.Tensor, plan: GrowthPlan) -> float:
@@ -320,18 +306,6 @@ def _gather(tensor: torch.Tensor, dim: int, rows: torch.Tensor) -> torch.Tensor:
     return tensor.index_select(dim, rows.clamp(min=0))
 
 
-def _fill(out: torch.Tensor, dim: int, rows: torch.Tensor, value) -> None:
-    """`out[..., rows, ...] = value` along `dim` for a boolean `rows`; a slice when the rows are one block (the usual
-    appended units), which is ten times faster than a masked write along a column."""
-    where = rows.nonzero().flatten()
-    first, last = int(where[0]), int(where[-1])
-    if last - first + 1 == len(where):
-        target = out.narrow(dim, first, len(where))
-        target.copy_(value) if torch.is_tensor(value) else target.fill_(value)
-    else:
-        out[(slice(None),) * dim + (rows,)] = value
-
-
 def _widen_in(tensor, dim: int, axis: str, plan: GrowthPlan, generator, std) -> torch.Tensor:
     """(.., in_old, ..) -> (.., in_new, ..) along the fan-in axis `dim`."""
     if plan.unchanged(axis):
@@ -345,7 +319,7 @@ def _widen_in(tensor, dim: int, axis: str, plan: GrowthPlan, generator, std) -> 
         out = (out.to(compute) * scale.view([-1 if d == dim else 1 for d in range(out.dim())])).to(tensor.dtype)
     if fresh.any():  # Gesmundo & Maile: new readers of the residual stream random, new writers into it zero
         shape = [int(fresh.sum()) if d == dim else n for d, n in enumerate(out.shape)]
-        _fill(out, dim, fresh, _randn(shape, generator, out, std) if axis == "hidden" else 0)
+        fill_rows(out, dim, fresh, _randn(shape, generator, out, std) if axis == "hidden" else 0)
     if plan.noise_std and bool((counts > 1).any()):
         noise = _paired_noise(rows, counts, out.movedim(dim, 0), generator, plan.noise_std * std())
         out = out + noise.movedim(0, dim)
@@ -379,51 +353,8 @@ def _widen_out(tensor, dim, axis, spec: TensorSpec, plan: GrowthPlan, generator,
     if fresh.any():
         zero = axis == "hidden" or spec.is_bias  # residual writes and biases start at zero
         shape = [int(fresh.sum()) if d == dim else n for d, n in enumerate(out.shape)]
-        _fill(out, dim, fresh, 0 if zero else _randn(shape, generator, out, std))
-    return _widen_head_rows(tensor, out, dim, axis, spec, plan)
-
-
-def _widen_head_rows(tensor, out, dim: int, axis: str, spec: TensorSpec, plan: GrowthPlan) -> torch.Tensor:
-    """head_dim growth, on the rows of a q/k/v projection (or bias) along head axis `dim`. A fresh dimension inside a
-    copied head copies the old dimension before it (`plan.tiles`), except a query's without a per-head norm, which is
-    zero: the score of a query and a key then gains nothing from the new rotary pairs (o_proj's zero columns do the
-    same for values). Old query dimensions take `plan.query_scale` to undo the larger softmax divisor."""
-    fresh = plan.fresh_dims(axis).to(out.device)
-    if not bool(fresh.any()):
-        return out
-    if spec.head == "query" and not architecture(plan.dst).head_norms:
-        _fill(out, dim, fresh, 0)
-    else:
-        _fill(out, dim, fresh, tensor.index_select(dim, plan.tiles(axis).to(out.device)[fresh]))
-    if _scales_queries(spec, axis, plan):
-        kept = (plan.rows(axis) != FRESH).to(out.device)
-        compute = torch.promote_types(out.dtype, torch.float32)
-        scale = torch.full(kept.shape, plan.query_scale, dtype=compute).masked_fill(~kept, 1.0)  # exact in float64
-        out = (out.to(compute) * scale.view([-1 if d == dim else 1 for d in range(out.dim())])).to(out.dtype)
-    return out
-
-
-def _scales_queries(spec: TensorSpec, axis: str, plan: GrowthPlan) -> bool:
-    """Whether rows along `axis` of a tensor laid out as `spec` carry the query scale (the q projection and its bias,
-    when there is no per-head query norm to carry it)."""
-    grows = plan.src.head_dim != plan.dst.head_dim
-    return grows and axis == "q" and spec.head == "query" and not architecture(plan.dst).head_norms
-
-
-def _widen_head_gain(gain: torch.Tensor, spec: TensorSpec, plan: GrowthPlan) -> torch.Tensor:
-    """A per-head RMSNorm gain over head_dim (Qwen3's q_norm / k_norm). Old dimensions move with their rotary pair; a
-    query's take `plan.query_scale`, and its fresh dimensions start at zero (the projection rows feeding them are
-    copies, which keeps the norm's RMS, and a zero gain keeps them out of the scores while its gradient is not zero); a
-    key's fresh dimensions copy the gain of the dimension they copy."""
-    if plan.maps["head_dim"].unchanged:
-        return gain
-    rows, tiles = plan.rows("head_dim").to(gain.device), plan.tiles("head_dim").to(gain.device)
-    compute = torch.promote_types(gain.dtype, torch.float32)
-    if spec.head == "query":
-        out = torch.where(rows == FRESH, 0.0, gain.to(compute)[rows.clamp(min=0)] * plan.query_scale)
-    else:
-        out = gain.to(compute)[tiles]
-    return out.to(gain.dtype)
+        fill_rows(out, dim, fresh, 0 if zero else _randn(shape, generator, out, std))
+    return widen_head_rows(tensor, out, dim, axis, spec, plan)
 
 
 def _widen_gain(gain: torch.Tensor, plan: GrowthPlan) -> torch.Tensor:

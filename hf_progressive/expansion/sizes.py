@@ -31,7 +31,8 @@ def _sizes(values: dict) -> dict:
 def validate_growth(config, sizes: dict) -> None:
     """Raise `ExpansionError` unless `config` can grow into `sizes` (config field names -> values)."""
     architecture(config)
-    sizes = {"head_dim": config.head_dim, **_sizes(sizes)}
+    sizes = _sizes(sizes)
+    sizes.setdefault("head_dim", config.head_dim)  # checked last: a size the caller named is reported first
     for name, value in sizes.items():
         old = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -20,8 +20,7 @@ from ..expansion.grow import grow_checkpoint, plan_growth
 from ..expansion.operators import carry_state_dict
 from ..expansion.record import GROWTH_FILE
 from ..expansion.sizes import SIZE_FIELDS
-from ..models.llama.configuration_llama import ProgressiveLlamaConfig
-from ..models.llama.modeling_llama import ProgressiveLlamaForCausalLM
+from ..models.progressive import progressive_classes
 from ..training.peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from ..training.stage_args import (
     check_report_to,
@@ -239,9 +238,8 @@ class _StageRun:
             return load_pretrained(self.recipe)
         if self.member.parent is None:  # from scratch, with the tokenizer's special tokens (growths inherit them)
             special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
-            model = ProgressiveLlamaForCausalLM(
-                ProgressiveLlamaConfig.from_dict({**self.member.config.to_dict(), **special})
-            )
+            config_class, model_class = progressive_classes(self.member.config)
+            model = model_class(config_class.from_dict({**self.member.config.to_dict(), **special}))
             model.growth = {"parent": None, "operator": "from_scratch", "seed": self.recipe.seed + self.member.index}
             return model
         return self._grown()
@@ -257,7 +255,7 @@ class _StageRun:
         if process_state().is_main_process and not (grown_dir / "config.json").is_file():
             grow_checkpoint(str(parent_dir), str(grown_dir), args, progress=False)
         process_state().wait_for_everyone()
-        model = load_model(grown_dir, ProgressiveLlamaForCausalLM)
+        model = load_model(grown_dir, progressive_classes(self.member.config)[1])
         model.growth = {**read_json(grown_dir / GROWTH_FILE), "parent": self.member.parent}  # the member, not a path
         model.growth_plan = plan_growth(parent_dir, args)
         return model

@@ -1,9 +1,10 @@
-"""A family whose first member is an existing Llama checkpoint (`members[0].from: PATH_OR_HUB_ID`): SmolLM2, TinyLlama
-or Llama-3.2-1B are Llamas. Its shape and every fixed setting (vocabulary, head_dim, RoPE, norms, tying) come from its
-config, later members are growths of it, its tokenizer is the family's, and it trains only on the budget the recipe
-gives it (`members[0].tokens_per_param`; none by default), so the ledger counts no FLOPs it did not spend. A bf16
-checkpoint is loaded in float32, so every member trains with fp32 master weights and AdamW states; mixed precision is
-`training: {bf16: true}` (autocast), as for a family trained from scratch."""
+"""A family whose first member is an existing checkpoint (`members[0].from: PATH_OR_HUB_ID`) of a supported
+architecture: Llama (SmolLM2, TinyLlama, Llama-3.2), Mistral, Qwen2/2.5 or Qwen3. Its architecture, shape and every
+fixed setting (vocabulary, head_dim, RoPE, norms, tying) come from its config, later members are growths of it, its
+tokenizer is the family's, and it trains only on the budget the recipe gives it (`members[0].tokens_per_param`; none by
+default), so the ledger counts no FLOPs it did not spend. A bf16 checkpoint is loaded in float32, so every member
+trains with fp32 master weights and AdamW states; mixed precision is `training: {bf16: true}` (autocast), as for a
+family trained from scratch."""
 
 from functools import cache
 
@@ -13,7 +14,8 @@ from ..expansion.sizes import SIZE_FIELDS
 
 @cache
 def _checkpoint(source: str) -> tuple:
-    """`(local folder, LlamaConfig)` of `source`; one-line errors for a non-Llama, remote code or a missing folder."""
+    """`(local folder, config)` of `source`; one-line errors for an unsupported architecture, remote code or a missing
+    folder."""
     from ..expansion.checkpoint import read_config, resolve_source
 
     folder = resolve_source(source)
@@ -29,13 +31,13 @@ def pretrained_sizes(recipe) -> dict:
 def pretrained_member_config(recipe, k: int, sizes: dict, previous):
     """Member k's config: the checkpoint's own for k = 0, a growth of the previous member's after."""
     from ..errors import ExpansionError
-    from ..models.llama.configuration_llama import ProgressiveLlamaConfig
+    from ..models.progressive import progressive_classes
 
     if k == 0:
         _, config = _checkpoint(recipe.members[0].pretrained)
-        return ProgressiveLlamaConfig.from_dict(config.to_dict())
+        return progressive_classes(config)[0].from_dict(config.to_dict())
     try:
-        return ProgressiveLlamaConfig.from_smaller(previous, **sizes)
+        return progressive_classes(previous)[0].from_smaller(previous, **sizes)
     except ExpansionError as error:
         raise RecipeError(f"members[{k}]: {error}") from None
 
@@ -53,7 +55,7 @@ def adopt_pretrained(recipe) -> None:
             f"members[{later[0]}].from: only the first member can start from a checkpoint; grow the others."
         )
     if not source or not str(source).strip():
-        raise RecipeError("members[0].from='': give a Llama checkpoint folder (or Hub id), or remove from:.")
+        raise RecipeError("members[0].from='': give a checkpoint folder (or Hub id), or remove from:.")
     folder, config = _checkpoint(source)
     _check_given(recipe, source, config)
     check_weights(folder, config)  # from the headers: a tensor the config does not have, a shape it does not give
@@ -69,7 +71,7 @@ def adopt_pretrained(recipe) -> None:
         )
     _check_tokenizer(folder, source, config)
     spec.path = folder
-    recipe.vocab_size, recipe.head_dim = config.vocab_size, config.head_dim
+    recipe.vocab_size, recipe.head_dim, recipe.architecture = config.vocab_size, config.head_dim, config.model_type
     recipe.tie_word_embeddings = bool(config.tie_word_embeddings)
 
 
@@ -84,11 +86,12 @@ def _check_given(recipe, source: str, config) -> None:
             f"members[0].from={source!r}: its vocab_size={config.vocab_size} {relation} vocab_size="
             f"{recipe.vocab_size}; set vocab_size: {config.vocab_size} (or leave it out)."
         )
-    for name in ("head_dim", "tie_word_embeddings"):
-        if name in top and getattr(recipe, name) != getattr(config, name):
+    for name in ("head_dim", "tie_word_embeddings", "architecture"):
+        theirs = config.model_type if name == "architecture" else getattr(config, name)
+        if name in top and getattr(recipe, name) != theirs:
             raise RecipeError(
                 f"{name}={getattr(recipe, name)!r}: members[0].from={source!r} has {name}="
-                f"{getattr(config, name)!r}; remove {name} (the checkpoint fixes it)."
+                f"{theirs!r}; remove {name} (the checkpoint fixes it)."
             )
     if recipe.model:
         raise RecipeError(
@@ -123,14 +126,16 @@ def _check_tokenizer(folder: str, source: str, config) -> None:
 
 
 def load_pretrained(recipe):
-    """The first member as loaded from its checkpoint (a `ProgressiveLlamaForCausalLM`), with its provenance."""
+    """The first member as loaded from its checkpoint (its architecture's `Progressive*ForCausalLM`), with its
+    provenance."""
     import torch
 
     from ..expansion.checkpoint import load_model
-    from ..models.llama.modeling_llama import ProgressiveLlamaForCausalLM
+    from ..models.progressive import progressive_classes
 
     source = recipe.members[0].pretrained
-    model = load_model(_checkpoint(source)[0], ProgressiveLlamaForCausalLM)
+    folder, config = _checkpoint(source)
+    model = load_model(folder, progressive_classes(config)[1])
     if model.dtype != torch.float32:  # e.g. SmolLM2, Llama-3.2 ship bf16: train fp32 master weights (bf16: autocast)
         model = model.to(torch.float32)
         model.config.dtype = torch.float32

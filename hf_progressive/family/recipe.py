@@ -10,6 +10,7 @@ import yaml
 
 from ..data.spec import HOLDOUT, DataSpec, TokenizerSpec
 from ..errors import ExpansionError, RecipeError
+from ..expansion.architectures import ARCHITECTURES
 from ..expansion.methods import MAX_NOISE_STD, parse_method
 from ..utils.coerce import coerce
 from .budget import MODES
@@ -31,6 +32,7 @@ class MemberSpec:
     num_hidden_layers: int | None = None
     num_attention_heads: int | None = None
     num_key_value_heads: int | None = None
+    head_dim: int | None = None  # default: the recipe's head_dim (first member) or the previous member's
     params: float | None = None
     method: str = "function_preserving+identity"
     noise_std: float | None = None  # paired symmetry-breaking noise; default: the operator's methods.DEFAULT_NOISE_STD
@@ -76,7 +78,7 @@ class OptimizerSpec:
 
 @dataclass
 class Recipe:
-    """A model family: members (smallest first), shared Llama settings, data, budgets, schedule."""
+    """A model family: members (smallest first), shared model settings, data, budgets, schedule."""
 
     name: str
     members: list[MemberSpec]
@@ -89,7 +91,8 @@ class Recipe:
     seed: int = 0
     head_dim: int = 64
     tie_word_embeddings: bool = False
-    model: dict = field(default_factory=dict)  # any other LlamaConfig field (rope_parameters, rms_norm_eps, ...)
+    architecture: str = "llama"  # model_type: llama, mistral, qwen2 or qwen3 (taken from members[0].from if given)
+    model: dict = field(default_factory=dict)  # any other config field (rope_parameters, rms_norm_eps, ...)
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     data: DataSpec = field(default_factory=DataSpec)
     lr: LRSpec = field(default_factory=LRSpec)
@@ -112,6 +115,8 @@ def _validate(recipe: Recipe) -> None:
         value = getattr(recipe, name)
         _check(isinstance(value, int) and value > 0, name, value, "use a positive integer")
     _check(recipe.mode in MODES, "mode", recipe.mode, f"choose one of {', '.join(MODES)}")
+    supported = ", ".join(ARCHITECTURES)
+    _check(recipe.architecture in ARCHITECTURES, "architecture", recipe.architecture, f"choose one of {supported}")
     _check(
         recipe.tokens_per_param > 0,
         "tokens_per_param",

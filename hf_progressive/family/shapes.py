@@ -1,15 +1,15 @@
-"""Member shapes: the LlamaConfig of every member of a recipe (explicit sizes, sizes carried from the previous member,
-or a target parameter count solved into a shape that keeps the previous member's proportions), each validated as a
-growth of the previous one; in a family started from a checkpoint (`from:`), that checkpoint's config and growths of
-it."""
+"""Member shapes: the config (of the recipe's architecture) of every member of a recipe (explicit sizes, sizes carried
+from the previous member, or a target parameter count solved into a shape that keeps the previous member's
+proportions), each validated as a growth of the previous one; in a family started from a checkpoint (`from:`), that
+checkpoint's config and growths of it."""
 
 from ..errors import ExpansionError, RecipeError
 from ..expansion.sizes import SIZE_FIELDS
 
 
 def base_config(recipe, sizes: dict):
-    """The LlamaConfig of a member with `sizes` under the recipe's shared settings."""
-    from transformers import LlamaConfig
+    """The config of a member with `sizes` under the recipe's shared settings, as its architecture's config class."""
+    from ..expansion.architectures import ARCHITECTURES
 
     fields = {
         "vocab_size": recipe.vocab_size,
@@ -20,8 +20,8 @@ def base_config(recipe, sizes: dict):
         **sizes,
     }
     try:
-        return LlamaConfig(**fields)
-    except Exception as error:  # LlamaConfig's own validation
+        return ARCHITECTURES[recipe.architecture].config_class()(**fields)
+    except Exception as error:  # the config class's own validation
         raise RecipeError(f"model settings {sizes}: {str(error).splitlines()[-1].strip()}") from None
 
 
@@ -36,7 +36,7 @@ def member_config(recipe, k: int, sizes: dict, previous):
 
 
 def member_configs(recipe) -> list:
-    """One LlamaConfig per member (explicit sizes, missing ones taken from the previous member, or `params` solved
+    """One config per member (explicit sizes, missing ones taken from the previous member, or `params` solved
     into a shape), each validated as a growth of the previous one."""
     from ..expansion.sizes import parameter_counts, validate_growth
 
@@ -52,6 +52,7 @@ def member_configs(recipe) -> list:
             from .pretrained import pretrained_sizes
 
             sizes = pretrained_sizes(recipe)
+        sizes.setdefault("head_dim", previous.head_dim if previous is not None else recipe.head_dim)
         missing = [key for key in SIZE_FIELDS if key not in sizes]
         if missing:
             raise RecipeError(f"members[{k}]: missing {', '.join(missing)}; give every size or `params`.")

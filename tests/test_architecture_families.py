@@ -1,0 +1,103 @@
+"""Families of the other architectures end to end: a Qwen3 recipe (`architecture: qwen3`, head_dim growing between
+members, optimizer carried across the growth) and a family started from a Qwen2 checkpoint (`members[0].from:`, the
+architecture taken from it). Every member is saved as its own vanilla type and reloads without hf_progressive."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from testing_utils import BIG, SMALL, randomize_, tiny_recipe_data
+
+from hf_progressive.cli import main
+
+
+RELOAD = (
+    "import sys, json; sys.modules['hf_progressive'] = None\n"
+    "from transformers import AutoModelForCausalLM\n"
+    "print(json.dumps([type(AutoModelForCausalLM.from_pretrained(p)).__name__ for p in sys.argv[1:]]))\n"
+)
+
+
+def _members(out):
+    ledger = json.loads((out / "family.json").read_text())
+    return ledger, [out / "members" / name for name in ledger["members"]]
+
+
+def _reload(folders) -> list[str]:
+    run = subprocess.run(
+        [sys.executable, "-c", RELOAD, *map(str, folders)], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_a_qwen3_family_grows_head_dim_and_carries_the_optimizer(tmp_path):
+    data = tiny_recipe_data(
+        architecture="qwen3",
+        members=[SMALL, {**BIG, "head_dim": 32, "method": "function_preserving+identity"}],
+        optimizer={"at_growth": "carry"},
+    )
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    assert main(["build-family", str(tmp_path / "recipe.yaml"), "--out", str(out), "--max-steps-per-stage", "2"]) == 0
+    ledger, folders = _members(out)
+    configs = [json.loads((folder / "config.json").read_text()) for folder in folders]
+    assert [c["model_type"] for c in configs] == ["qwen3", "qwen3"]
+    assert [c["head_dim"] for c in configs] == [16, 32]
+    grown = json.loads((folders[1] / "growth.json").read_text())
+    assert grown["plan"]["function_preserving"] and grown["preservation"]["max_abs_logit_diff"] < 1e-4
+    assert _reload(folders) == ["Qwen3ForCausalLM", "Qwen3ForCausalLM"]
+    assert all(record["flops_stage"] > 0 for record in ledger["members"].values())
+
+
+@pytest.fixture(scope="module")
+def qwen2_checkpoint(tmp_path_factory):
+    """A saved tiny Qwen2 (q/k/v biases, tied embeddings; every weight random) with its own 300-token BPE."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from hf_progressive.data.documents import iter_texts
+    from hf_progressive.data.spec import DataSpec
+    from hf_progressive.data.tokenizer import train_bpe
+
+    path = tmp_path_factory.mktemp("qwen2") / "base"
+    tokenizer = train_bpe(iter_texts(DataSpec(), "train"), 300, 30_000)
+    config = Qwen2Config(
+        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, max_position_embeddings=64, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    randomize_(Qwen2ForCausalLM(config)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_family_starts_from_a_qwen2_checkpoint(qwen2_checkpoint, tmp_path):
+    data = {**tiny_recipe_data(members=[{"from": str(qwen2_checkpoint)}, BIG]), "vocab_size": 300}
+    data.pop("tokenizer")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    assert main(["build-family", str(tmp_path / "recipe.yaml"), "--out", str(out), "--max-steps-per-stage", "2"]) == 0
+    ledger, folders = _members(out)
+    configs = [json.loads((folder / "config.json").read_text()) for folder in folders]
+    assert [c["model_type"] for c in configs] == ["qwen2", "qwen2"] and configs[1]["tie_word_embeddings"]
+    assert _reload(folders) == ["Qwen2ForCausalLM", "Qwen2ForCausalLM"]
+
+
+def test_a_recipe_architecture_that_disagrees_with_its_checkpoint_is_one_line(qwen2_checkpoint, tmp_path, capsys):
+    data = {**tiny_recipe_data(members=[{"from": str(qwen2_checkpoint)}, BIG]), "vocab_size": 300}
+    data.pop("tokenizer")
+    data["architecture"] = "llama"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
+    assert main(["plan", str(tmp_path / "recipe.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("architecture='llama': members[0].from=" + repr(str(qwen2_checkpoint)) + " has "
+                            "architecture='qwen2'; remove architecture (the checkpoint fixes it).")  # fmt: skip
+
+
+def test_an_unknown_recipe_architecture_is_one_line(tmp_path, capsys):
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe_data(architecture="gemma")))
+    assert main(["plan", str(tmp_path / "recipe.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "architecture='gemma'" in err and "choose one of llama, mistral, qwen2, qwen3" in err
