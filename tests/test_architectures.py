@@ -175,32 +175,41 @@ def test_new_head_dimensions_all_learn(model_type):
         assert bool((param.grad[fresh[name]] != 0).all()), name
 
 
-@pytest.mark.parametrize("model_type", list(PREFIX))
-def test_streaming_matches_in_memory_and_reloads_as_vanilla_without_hf_progressive(model_type, tmp_path):
-    small = make_model(make_config(model_type, tie_word_embeddings=model_type == "qwen2"))
-    small.save_pretrained(tmp_path / "small")
-    config_class, _ = progressive_classes(small.config)
-    target = config_class.from_smaller(small.config, **ALL, head_dim=16)
-    dst = expand_checkpoint(tmp_path / "small", tmp_path / "big", target, "function_preserving", progress=False)
-    big = grow(small, {**ALL, "head_dim": 16}, "function_preserving")
-    streamed = load_file(dst / "model.safetensors")
-    assert all(torch.equal(tensor, big.state_dict()[key]) for key, tensor in streamed.items())
+RELOAD = (
+    "import sys, json, torch; sys.modules['hf_progressive'] = None\n"
+    "from transformers import AutoModelForCausalLM\n"
+    "ids, seen = torch.load(sys.argv[1]), []\n"
+    "for folder in sys.argv[2:]:\n"
+    "    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation='sdpa').eval()\n"
+    "    torch.save(model(ids).logits.detach(), folder + '/logits.pt')\n"
+    "    seen.append([model.config.model_type, type(model).__name__])\n"
+    "print(json.dumps(seen))\n"
+)
+
+
+def test_streaming_matches_in_memory_and_reloads_as_vanilla_without_hf_progressive(tmp_path):
+    """For every architecture: streamed expand = in-memory from_smaller, and the output reloads as its own type, with
+    identical logits, in one subprocess that cannot import hf_progressive."""
+    grown = {}
+    for model_type in PREFIX:
+        small = make_model(make_config(model_type, tie_word_embeddings=model_type == "qwen2"))
+        small.save_pretrained(tmp_path / model_type)
+        target = progressive_classes(small.config)[0].from_smaller(small.config, **ALL, head_dim=16)
+        dst = expand_checkpoint(tmp_path / model_type, tmp_path / f"{model_type}-big", target, progress=False)
+        big = grow(small, {**ALL, "head_dim": 16}, "function_preserving")
+        streamed = load_file(dst / "model.safetensors")
+        assert all(torch.equal(tensor, big.state_dict()[key]) for key, tensor in streamed.items()), model_type
+        saved = json.loads((dst / "config.json").read_text())
+        assert saved["architectures"] == [f"{PREFIX[model_type]}ForCausalLM"] and saved["head_dim"] == 16
+        grown[model_type] = (dst, big)
     torch.save(IDS, tmp_path / "ids.pt")
-    probe = (
-        "import sys, json, torch; sys.modules['hf_progressive'] = None\n"
-        "from transformers import AutoModelForCausalLM\n"
-        "model = AutoModelForCausalLM.from_pretrained(sys.argv[1], attn_implementation='sdpa').eval()\n"
-        "torch.save(model(torch.load(sys.argv[2])).logits.detach(), sys.argv[3])\n"
-        "print(json.dumps([model.config.model_type, type(model).__name__]))\n"
-    )
-    argv = [sys.executable, "-c", probe, str(dst), str(tmp_path / "ids.pt"), str(tmp_path / "logits.pt")]
+    argv = [sys.executable, "-c", RELOAD, str(tmp_path / "ids.pt"), *(str(dst) for dst, _ in grown.values())]
     run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert json.loads(run.stdout.strip().splitlines()[-1]) == [model_type, f"{PREFIX[model_type]}ForCausalLM"]
-    saved = json.loads((dst / "config.json").read_text())
-    assert saved["architectures"] == [f"{PREFIX[model_type]}ForCausalLM"] and saved["head_dim"] == 16
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [[t, f"{PREFIX[t]}ForCausalLM"] for t in PREFIX]
     with torch.no_grad():
-        assert torch.equal(torch.load(tmp_path / "logits.pt"), big(IDS).logits)
+        for model_type, (dst, big) in grown.items():
+            assert torch.equal(torch.load(dst / "logits.pt"), big(IDS).logits), model_type
 
 
 REFUSALS = [

@@ -58,9 +58,18 @@ def trials() -> list[tuple[str, int]]:
 
 def test_trials_cover_every_phase():
     assert len(trials()) >= 10 and {phase for phase, _ in trials()} == set(PHASES)
+    assert {phase for phase, _ in trials()[: len(PHASES)]} == set(PHASES)  # the default run kills in every phase
 
 
-@pytest.mark.parametrize("phase, n", trials(), ids=[f"{p}-{n}" for p, n in trials()])
+def _trial_params():
+    """Every trial; the first round (one kill per phase) runs by default, the second round is marked slow."""
+    return [
+        pytest.param(phase, n, id=f"{phase}-{n}", marks=[pytest.mark.slow] if k >= len(PHASES) else [])
+        for k, (phase, n) in enumerate(trials())
+    ]
+
+
+@pytest.mark.parametrize("phase, n", _trial_params())
 def test_killed_build_reruns_to_the_same_family(reference, tmp_path, phase, n):
     recipe, ref = reference
     out = tmp_path / "out"
