@@ -1,6 +1,7 @@
 """Families of the other architectures end to end: a Qwen3 recipe (`architecture: qwen3`, head_dim growing between
-members, optimizer carried across the growth) and a family started from a Qwen2 checkpoint (`members[0].from:`, the
-architecture taken from it). Every member is saved as its own vanilla type and reloads without hf_progressive."""
+members, optimizer carried across the growth, then consistency and a dry-run push) and a family started from a Qwen2
+checkpoint (`members[0].from:`, the architecture taken from it; a LoRA stage). Every member is saved as its own vanilla
+type, reloads without hf_progressive, and gets a card that names its own class."""
 
 import json
 import subprocess
@@ -50,6 +51,11 @@ def test_a_qwen3_family_grows_head_dim_and_carries_the_optimizer(tmp_path):
     assert grown["plan"]["function_preserving"] and grown["preservation"]["max_abs_logit_diff"] < 1e-4
     assert _reload(folders) == ["Qwen3ForCausalLM", "Qwen3ForCausalLM"]
     assert all(record["flops_stage"] > 0 for record in ledger["members"].values())
+    assert main(["consistency", str(out)]) == 0 and (out / "consistency.json").is_file()
+    push = ["push", str(out), "--namespace", "org", "--prefix", "fam", "--dry-run", "--endpoint", "http://127.0.0.1:9"]
+    assert main(push) == 0
+    card = (out / "hub_upload" / f"fam-{folders[1].name}" / "README.md").read_text()
+    assert "It is a plain `Qwen3ForCausalLM` checkpoint" in card and "- qwen3" in card
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +80,9 @@ def qwen2_checkpoint(tmp_path_factory):
 
 
 def test_a_family_starts_from_a_qwen2_checkpoint(qwen2_checkpoint, tmp_path):
-    data = {**tiny_recipe_data(members=[{"from": str(qwen2_checkpoint)}, BIG]), "vocab_size": 300}
+    data = {**tiny_recipe_data(members=[{"from": str(qwen2_checkpoint)}, {**BIG, "train_inherited": "lora"}])}
     data.pop("tokenizer")
+    data["vocab_size"] = 300
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
     out = tmp_path / "out"
     assert main(["build-family", str(tmp_path / "recipe.yaml"), "--out", str(out), "--max-steps-per-stage", "2"]) == 0

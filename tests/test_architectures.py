@@ -297,3 +297,40 @@ def test_llama_3_2_1b_to_3b_is_refused_because_heads_would_merge():
     target = dict(hidden_size=384, num_attention_heads=24, num_key_value_heads=8, head_dim=16)
     with pytest.raises(ExpansionError, match=r"num_attention_heads=24 is smaller than the source's 32: growth keeps"):
         progressive_classes(small)[0].from_smaller(small, **target)
+
+
+def _gradients(model, ids) -> dict[str, torch.Tensor]:
+    model.zero_grad()
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    return {name: param.grad.clone() for name, param in model.named_parameters()}
+
+
+@pytest.mark.parametrize("method", ["function_preserving", "hypercloning"])
+@pytest.mark.parametrize("model_type", list(PREFIX))
+def test_carried_moments_are_the_grown_models_true_gradient(model_type, method):
+    """`optimizer.at_growth: carry` on every architecture, head_dim growth included: with the parent's moments set from
+    its gradient on a batch, the carried exp_avg of every copied entry is the grown model's own autograd gradient on
+    that batch (float64), and exp_avg_sq its square. Entries the carry restarts (fresh ones, and Qwen3's q/k
+    projections under head_dim growth, whose gradient is no rescaling of the parent's) hold zero moments."""
+    from hf_progressive.expansion.operators import carry_state_dict
+
+    sizes = {"hidden_size": 64, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 16}
+    with float64_rms_norm():
+        small = source(model_type, "head_dim x2", torch.float64)
+        grads = _gradients(small, IDS)
+        state = {n: {"step": torch.tensor(5.0), "exp_avg": g, "exp_avg_sq": g * g} for n, g in grads.items()}
+        big = grow(small, sizes, method)
+        carried = carry_state_dict(state, big.growth_plan)
+        true = _gradients(big, IDS)
+    checked = 0
+    for name, grad in true.items():
+        copied = ~carried[name].get("fresh", fresh_entries(name, big.growth_plan))  # restarted entries: zero moments
+        assert not bool(carried[name]["exp_avg"][~copied].any()), name
+        if grad[copied].norm() == 0:
+            continue
+        error = ((carried[name]["exp_avg"][copied] - grad[copied]).norm() / grad[copied].norm()).item()
+        assert error <= 1e-6, (name, error)
+        assert torch.allclose(carried[name]["exp_avg_sq"][copied], grad[copied] ** 2, rtol=1e-5, atol=0), name
+        checked += 1
+    assert checked >= len(true) // 2

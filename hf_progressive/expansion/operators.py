@@ -147,7 +147,9 @@ def carry_state_dict(state: dict[str, dict], plan: GrowthPlan) -> dict[str, dict
     step is kept (the copies' moments are that old); tensors with fresh entries get `fresh` and `born` so that
     `optim.GrownAdamW` corrects those by their own age. Left out: inserted identity blocks (all fresh: a fresh AdamW
     state) and parameters whose sources have no state (frozen in the parent's stage). Entries the parent itself still
-    held as fresh restart as fresh. Tied aliases appear once, as their storage key, as in `named_parameters()`."""
+    held as fresh restart as fresh, and so do Qwen3's q/k projections when head_dim grows (the per-head RMSNorm's
+    Jacobian then spans the new dimensions, so their gradient is no rescaling of the parent's). Tied aliases appear
+    once, as their storage key, as in `named_parameters()`."""
     carried = {}
     for key in expected_keys(plan.dst):
         layer, _ = split_layer_key(key)
@@ -166,6 +168,8 @@ def _carry_entry(key: str, state: dict[str, dict], plan: GrowthPlan) -> dict:
     for power, moment in ((1, "exp_avg"), (2, "exp_avg_sq")):
         entry[moment] = carry_tensor(key, lambda k, m=moment: state[k][m], plan, power)
     fresh = fresh_entries(key, plan)
+    if normed_head(tensor_spec(storage_key(key, plan.dst), plan.dst), plan) and not plan.maps["head_dim"].unchanged:
+        fresh = torch.ones_like(fresh)  # per-head RMSNorm over a grown head: no per-copy rule is exact; restart
     if any("fresh" in state[k] for k in source_keys(key, plan) if k is not None):  # still young in the parent
         young = _gather_entries(
             key, lambda k: state[k].get("fresh", torch.zeros_like(state[k]["exp_avg"], dtype=torch.bool)), plan

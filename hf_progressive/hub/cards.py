@@ -98,6 +98,7 @@ def member_card(out: str | Path, name: str, ids: dict[str, str], license: str = 
     paths, ledger = FamilyPaths(out), Ledger.read(out)
     record = ledger.members[name]
     growth = read_json(paths.growth(name)) or {}
+    config = json.loads((paths.member(name) / "config.json").read_text())
     parent = ids.get(record.parent) if record.parent else None
     eval_results, eval_rows = _eval_results(paths.member_eval(name))
     data = ModelCardData(
@@ -107,11 +108,10 @@ def member_card(out: str | Path, name: str, ids: dict[str, str], license: str = 
         pipeline_tag="text-generation",
         base_model=parent,
         base_model_relation="finetune" if parent else None,
-        tags=["hf_progressive", "llama", "model-family", "progressive-training"],
+        tags=["hf_progressive", config["model_type"], "model-family", "progressive-training"],
         model_name=ids[name],
         eval_results=eval_results or None,
     )
-    config = json.loads((paths.member(name) / "config.json").read_text())
     return ModelCard.from_template(
         data,
         template_path=_template("member.md"),

@@ -38,12 +38,16 @@ MARK = "hf_progressive content "
 
 
 def smoke_test(member_dir: Path) -> None:
-    """Load like any user would, run one forward pass: no NaN, logits of the right shape, vanilla Llama."""
+    """Load like any user would, run one forward pass: no NaN, logits of the right shape, a vanilla checkpoint of its
+    own architecture (e.g. `Qwen3ForCausalLM` for `model_type: qwen3`)."""
     from transformers import AutoModelForCausalLM
 
+    from ..expansion.architectures import architecture
+
     model = AutoModelForCausalLM.from_pretrained(member_dir)
-    if model.config.architectures != ["LlamaForCausalLM"]:
-        raise CheckpointError(f"{member_dir}: architectures {model.config.architectures}, expected LlamaForCausalLM.")
+    expected = architecture(model.config).causal_lm
+    if model.config.architectures != [expected] or type(model).__name__ != expected:
+        raise CheckpointError(f"{member_dir}: architectures {model.config.architectures}, expected {expected}.")
     ids = torch.arange(min(8, model.config.vocab_size))[None]
     with torch.no_grad():
         logits = model(ids).logits
