@@ -108,3 +108,27 @@ def test_an_unknown_recipe_architecture_is_one_line(tmp_path, capsys):
     assert main(["plan", str(tmp_path / "recipe.yaml")]) == 2
     err = capsys.readouterr().err
     assert "architecture='gemma'" in err and "choose one of llama, mistral, qwen2, qwen3" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["frozen", "lora"])
+@pytest.mark.parametrize("architecture", ["llama", "mistral", "qwen2", "qwen3"])
+def test_every_architecture_builds_a_family_with_parameter_efficient_stages(architecture, stage, tmp_path):
+    """The whole product on every architecture: a 2-member family with a frozen or LoRA growth stage, consistency,
+    cards and a dry-run push, each member saved as its own vanilla class."""
+    members = [SMALL, {**BIG, "head_dim": 32, "train_inherited": stage}]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe_data(architecture=architecture, members=members)))
+    out = tmp_path / "out"
+    assert main(["build-family", str(tmp_path / "recipe.yaml"), "--out", str(out), "--max-steps-per-stage", "2"]) == 0
+    _, folders = _members(out)
+    expected = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3"}[
+        architecture
+    ] + "ForCausalLM"
+    assert _reload(folders) == [expected, expected]
+    assert main(["consistency", str(out)]) == 0
+    push = ["push", str(out), "--namespace", "org", "--prefix", "fam", "--dry-run", "--endpoint", "http://127.0.0.1:9"]
+    assert main(push) == 0
+    assert (
+        f"It is a plain `{expected}` checkpoint"
+        in (out / "hub_upload" / f"fam-{folders[1].name}" / "README.md").read_text()
+    )

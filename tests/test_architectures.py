@@ -3,6 +3,7 @@
 included), head_dim growth under every rope type, first-step gradients of the new dimensions, the exact state dict of
 the vanilla class, streaming = in memory, a vanilla reload without hf_progressive, and one-line refusals."""
 
+import copy
 import functools
 import json
 import subprocess
@@ -334,3 +335,24 @@ def test_carried_moments_are_the_grown_models_true_gradient(model_type, method):
         assert torch.allclose(carried[name]["exp_avg_sq"][copied], grad[copied] ** 2, rtol=1e-5, atol=0), name
         checked += 1
     assert checked >= len(true) // 2
+
+
+@pytest.mark.parametrize(
+    "model_type, fields",
+    [
+        ("mistral", {"sliding_window": 4096}),
+        ("qwen2", {"use_sliding_window": False, "sliding_window": 2048, "max_window_layers": 21}),
+        ("qwen3", {"use_sliding_window": False, "sliding_window": 2048, "max_window_layers": 21}),
+    ],
+)
+def test_sliding_window_settings_carry_over_unchanged(model_type, fields):
+    config = make_config(model_type, fields)
+    grown = progressive_classes(config)[0].from_smaller(config, **ALL, head_dim=16)
+    assert {name: getattr(grown, name) for name in fields} == {name: getattr(config, name) for name in fields}
+    first = next(iter(fields))
+    changed = copy.deepcopy(grown)
+    setattr(changed, first, 8 if first != "use_sliding_window" else True)
+    from hf_progressive import GrowthPlan
+
+    with pytest.raises(ExpansionError, match=rf"{first}: the target has .* growth keeps {first} fixed"):
+        GrowthPlan.from_configs(config, changed)
