@@ -44,6 +44,7 @@ CASES = [  # (id, source overrides, target sizes)
     ("width 1.5x + depth", {}, {"hidden_size": 48, "num_hidden_layers": 3}),
 ]
 METHODS = ["function_preserving", "fpi", "hypercloning", "aki", "function_preserving+stack", "fpi+interpolate"]
+SLOW_FLOAT32 = ("hypercloning", "fpi+interpolate")  # their float32 rows run in `make test-slow`; float64 always runs
 ROPES = {
     "default": {"rope_type": "default", "rope_theta": 10000.0},
     "linear": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0},
@@ -114,7 +115,10 @@ def table(preserving_only: bool = False):
                     continue
                 if preserving_only and not expected_preserving(method, src, sizes):
                     continue
-                yield pytest.param(model_type, case_id, sizes, method, id=f"{model_type} | {case_id} | {method}")
+                slow = [pytest.mark.slow] if method in SLOW_FLOAT32 and not preserving_only else []
+                yield pytest.param(
+                    model_type, case_id, sizes, method, id=f"{model_type} | {case_id} | {method}", marks=slow
+                )
 
 
 IDS = torch.randint(0, 99, (2, 24), generator=torch.Generator().manual_seed(1))
@@ -356,3 +360,21 @@ def test_sliding_window_settings_carry_over_unchanged(model_type, fields):
 
     with pytest.raises(ExpansionError, match=rf"{first}: the target has .* growth keeps {first} fixed"):
         GrowthPlan.from_configs(config, changed)
+
+
+@pytest.mark.parametrize("model_type", list(PREFIX))
+def test_flops_and_parameter_counts_match_what_torch_counts_on_every_architecture(model_type):
+    """Oracles: `num_parameters()` and torch's FlopCounterMode over one forward + backward (eager attention), on a
+    head layout where heads x head_dim != hidden_size (as in Qwen3), with the architecture's biases and norms."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hf_progressive.expansion.sizes import parameter_counts
+    from hf_progressive.family.budget import flops_per_token
+
+    config = make_config(model_type, "biases", head_dim=16, attn_implementation="eager")
+    model = getattr(transformers, f"{PREFIX[model_type]}ForCausalLM")(config)
+    assert parameter_counts(config)["total"] == model.num_parameters()
+    ids = torch.randint(0, config.vocab_size, (2, 32), generator=torch.Generator().manual_seed(0))
+    with FlopCounterMode(display=False) as counter:
+        model(ids, labels=ids).loss.backward()
+    assert flops_per_token(config, 32) == pytest.approx(counter.get_total_flops() / ids.numel(), rel=0.02)

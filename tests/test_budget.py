@@ -92,12 +92,13 @@ def test_parameter_counts_match_the_model(overrides):
     assert counts["non_embedding"] == counts["total"] - tables
 
 
-def test_matmul_parameters_leave_out_the_input_table():
-    config = tiny_config()
-    assert (
-        parameter_counts(config)["matmul"]
-        == parameter_counts(config)["total"] - config.vocab_size * config.hidden_size
-    )
+@pytest.mark.parametrize("overrides", [{}, {"tie_word_embeddings": True}, {"attention_bias": True, "mlp_bias": True}])
+def test_matmul_parameters_are_the_linear_layers_weights(overrides):
+    """Oracle: the weights of every nn.Linear of the model (the output head too, tied or not), so not the input
+    lookup, the norm gains or the biases."""
+    model = LlamaForCausalLM(tiny_config(**overrides))
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert parameter_counts(model.config)["matmul"] == linear
 
 
 FLOP_SHAPES = [

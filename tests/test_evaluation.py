@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from hf_progressive.analysis.evaluation import TASKS_DIR, evaluate_family, format_evaluation
 
 
@@ -22,6 +24,7 @@ def test_offline_tasks_run_on_every_member(tiny_family):
     assert "gutenberg_cloze:acc" in format_evaluation(table)
 
 
+@pytest.mark.slow  # a full lm-eval CLI run
 def test_plain_lm_eval_cli_works_on_a_member(tiny_family):
     out, ledger = tiny_family
     member = out / "members" / list(ledger.members)[-1]

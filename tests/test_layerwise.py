@@ -57,6 +57,7 @@ def _expand_peak_mb(tmp_path, name: str, *extra: str) -> float:
     return int(peak) / 1024
 
 
+@pytest.mark.slow  # a 91M-parameter checkpoint: real-size memory
 def test_verification_costs_about_a_layer_not_two_models(tmp_path):
     """A 91M-parameter fp32 source (364 MB) grown to 12 layers (540 MB): loading both models whole would add about
     900 MB to the peak of an unverified expand; verifying layer by layer adds a small fraction of that."""

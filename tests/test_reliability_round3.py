@@ -424,6 +424,7 @@ def _peak_rss_kb(tmp: Path, chars: int) -> int:
     return int(run.stdout.split()[-1])
 
 
+@pytest.mark.slow  # multi-MB documents: real-size memory
 def test_memory_does_not_grow_with_the_length_of_a_document(tmp_path):
     """One 2 MB line and one 8 MB line, capped at 20k tokens: the peak differs by far less than the text (it used to
     grow by about 240 MB per MB of line)."""

@@ -4,7 +4,7 @@ given sizes (`validate_growth`: never shrink, whole kv groups, an even head_dim)
 
 from ..errors import ExpansionError
 from .architectures import architecture
-from .keys import expected_keys, expected_shape, storage_key
+from .keys import expected_keys, expected_shape, storage_key, tensor_spec
 
 
 SIZE_FIELDS = (
@@ -114,17 +114,18 @@ def _grown_layer_types(layer_types: list[str], layers: int) -> list[str]:
 
 
 def parameter_counts(config) -> dict[str, int]:
-    """`total` (as `model.num_parameters()`), `non_embedding` (minus the embedding table(s)) and `matmul` (plus the
-    output head, a matmul; the input lookup is not), summed over the architecture's tensor shapes."""
+    """`total` (as `model.num_parameters()`), `non_embedding` (minus the embedding table(s)) and `matmul`: the weights
+    a token is multiplied by (every tensor that sums over an input axis, the output head included even when tied;
+    not the input lookup, norm gains or biases), summed over the architecture's tensor shapes."""
     stored = [key for key in expected_keys(config) if storage_key(key, config) == key]
     sizes = {key: _product(expected_shape(key, config)) for key in stored}
     embeddings = sum(n for key, n in sizes.items() if key in ("model.embed_tokens.weight", "lm_head.weight"))
-    non_embedding = sum(sizes.values()) - embeddings
-    return {
-        "total": non_embedding + embeddings,
-        "non_embedding": non_embedding,
-        "matmul": non_embedding + config.vocab_size * config.hidden_size,
-    }
+    matmul = sum(
+        _product(expected_shape(key, config))
+        for key in expected_keys(config)
+        if any(role == "in" for _, role in tensor_spec(key, config).axes)
+    )
+    return {"total": sum(sizes.values()), "non_embedding": sum(sizes.values()) - embeddings, "matmul": matmul}
 
 
 def _product(shape: tuple[int, ...]) -> int:
