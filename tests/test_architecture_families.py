@@ -58,29 +58,41 @@ def test_a_qwen3_family_grows_head_dim_and_carries_the_optimizer(tmp_path):
     assert "It is a plain `Qwen3ForCausalLM` checkpoint" in card and "- qwen3" in card
 
 
-@pytest.fixture(scope="module")
-def qwen2_checkpoint(tmp_path_factory):
-    """A saved tiny Qwen2 (q/k/v biases, tied embeddings; every weight random) with its own 300-token BPE."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+def save_checkpoint(path, model_type: str):
+    """A saved tiny model of `model_type` (tied embeddings; every weight random, biases and norms included) with its
+    own 300-token BPE."""
+    import transformers
 
     from hf_progressive.data.documents import iter_texts
     from hf_progressive.data.spec import DataSpec
     from hf_progressive.data.tokenizer import train_bpe
 
-    path = tmp_path_factory.mktemp("qwen2") / "base"
+    prefix = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3"}[model_type]
     tokenizer = train_bpe(iter_texts(DataSpec(), "train"), 300, 30_000)
-    config = Qwen2Config(
+    config = getattr(transformers, f"{prefix}Config")(
         vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
         num_key_value_heads=1, head_dim=16, max_position_embeddings=64, tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id,
     )  # fmt: skip
-    randomize_(Qwen2ForCausalLM(config)).save_pretrained(path)
+    randomize_(getattr(transformers, f"{prefix}ForCausalLM")(config)).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
 
-def test_a_family_starts_from_a_qwen2_checkpoint(qwen2_checkpoint, tmp_path):
-    data = {**tiny_recipe_data(members=[{"from": str(qwen2_checkpoint)}, {**BIG, "train_inherited": "lora"}])}
+@pytest.fixture(scope="module")
+def qwen2_checkpoint(tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("qwen2") / "base", "qwen2")
+
+
+FROM = [pytest.param("qwen2", id="qwen2")] + [
+    pytest.param(kind, id=kind, marks=pytest.mark.slow) for kind in ("mistral", "qwen3", "llama")
+]
+
+
+@pytest.mark.parametrize("model_type", FROM)
+def test_a_family_starts_from_a_checkpoint_of_each_architecture(model_type, qwen2_checkpoint, tmp_path):
+    source = qwen2_checkpoint if model_type == "qwen2" else save_checkpoint(tmp_path / "base", model_type)
+    data = {**tiny_recipe_data(members=[{"from": str(source)}, {**BIG, "train_inherited": "lora"}])}
     data.pop("tokenizer")
     data["vocab_size"] = 300
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
@@ -88,8 +100,9 @@ def test_a_family_starts_from_a_qwen2_checkpoint(qwen2_checkpoint, tmp_path):
     assert main(["build-family", str(tmp_path / "recipe.yaml"), "--out", str(out), "--max-steps-per-stage", "2"]) == 0
     ledger, folders = _members(out)
     configs = [json.loads((folder / "config.json").read_text()) for folder in folders]
-    assert [c["model_type"] for c in configs] == ["qwen2", "qwen2"] and configs[1]["tie_word_embeddings"]
-    assert _reload(folders) == ["Qwen2ForCausalLM", "Qwen2ForCausalLM"]
+    assert [c["model_type"] for c in configs] == [model_type, model_type] and configs[1]["tie_word_embeddings"]
+    expected = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3"}[model_type] + "ForCausalLM"
+    assert [c["architectures"] for c in configs] == [[expected]] * 2 and _reload(folders) == [expected] * 2
 
 
 def test_a_recipe_architecture_that_disagrees_with_its_checkpoint_is_one_line(qwen2_checkpoint, tmp_path, capsys):
