@@ -224,6 +224,9 @@ REFUSALS = [
      r"num_attention_heads=2 is smaller than the source's 4: growth keeps every head \(head_dim 8\)"),
     ("odd head_dim", {"head_dim": 9}, "function_preserving", r"head_dim=9 is odd"),
     ("shrinking head_dim", {"head_dim": 4}, "function_preserving", r"head_dim=4 is smaller than the source's 8"),
+    ("hypercloning 1.5x heads", {"hidden_size": 96, "num_attention_heads": 6, "num_key_value_heads": 3},
+     "hypercloning",
+     r"num_attention_heads: hypercloning clones every unit an integer number of times, but 4 -> 6 \(heads of"),
 ]  # fmt: skip
 
 

@@ -331,10 +331,11 @@ def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_
             ("kv", "num_key_value_heads"),
         ):
             if new[axis] % old[axis]:
+                heads = f" (heads of head_dim {dst.head_dim})" if axis in ("q", "kv") else ""
                 raise ExpansionError(
                     f"{name}: hypercloning clones every unit an integer number of times, but {old[axis]} -> "
-                    f"{new[axis]} is a {new[axis] / old[axis]:g}x ratio. Use a multiple of {old[axis]}, or method "
-                    "'fpi' (any ratio) or 'function_preserving'."
+                    f"{new[axis]}{heads} is a {new[axis] / old[axis]:g}x ratio. Use a multiple of {old[axis]}, or "
+                    "method 'fpi' (any ratio) or 'function_preserving'."
                 )
     _check_head_dim(width, src.head_dim, dst.head_dim)
     if inserted_layers is not None:
