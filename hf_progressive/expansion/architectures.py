@@ -97,20 +97,18 @@ class Architecture:
         return f"{self.prefix}ForCausalLM"
 
     def classes(self, *names: str) -> tuple:
-        """transformers' classes of this architecture by suffix, e.g. `classes("Config", "ForCausalLM")` (the modeling
-        module is imported here, and only here, on first use)."""
+        """transformers' classes of this architecture by suffix, e.g. `classes("DecoderLayer", "RMSNorm")`: imported
+        here on first use, the modeling module only when a name other than "Config" asks for it."""
         import importlib
 
-        module = importlib.import_module(f"transformers.models.{self.model_type}.modeling_{self.model_type}")
-        config = importlib.import_module(f"transformers.models.{self.model_type}.configuration_{self.model_type}")
-        return tuple(getattr(config if name == "Config" else module, self.prefix + name) for name in names)
+        def module(kind: str):
+            return importlib.import_module(f"transformers.models.{self.model_type}.{kind}_{self.model_type}")
+
+        return tuple(getattr(module("configuration" if n == "Config" else "modeling"), self.prefix + n) for n in names)
 
     def config_class(self):
         """transformers' config class (imported without the modeling code)."""
-        import importlib
-
-        config = importlib.import_module(f"transformers.models.{self.model_type}.configuration_{self.model_type}")
-        return getattr(config, f"{self.prefix}Config")
+        return self.classes("Config")[0]
 
     @property
     def head_norms(self) -> bool:

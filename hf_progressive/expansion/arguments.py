@@ -66,8 +66,8 @@ class GrowArguments:
     verify: bool = field(
         default=True,
         metadata={
-            "help": "Load both models after writing to measure preservation "
-            "(--no-verify for checkpoints too large for memory)."
+            "help": "Run both checkpoints on a probe batch after writing, one layer in memory at a time, to measure "
+            "preservation (--no-verify skips it)."
         },
     )
     max_shard_size: str = field(default="5GB", metadata={"help": "Largest output shard, e.g. 5GB or 500MB."})

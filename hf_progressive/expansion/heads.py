@@ -59,7 +59,7 @@ def widen_head_rows(tensor, out, dim: int, axis: str, spec: TensorSpec, plan: Gr
 def scales_queries(spec: TensorSpec, axis: str, plan: GrowthPlan) -> bool:
     """Whether rows along `axis` of a tensor laid out as `spec` carry the query scale (the q projection and its bias,
     when there is no per-head query norm to carry it)."""
-    grows = plan.src.head_dim != plan.dst.head_dim
+    grows = not plan.unchanged("head_dim")
     return grows and axis == "q" and spec.head == "query" and not architecture(plan.dst).head_norms
 
 
@@ -68,7 +68,7 @@ def widen_head_gain(gain: torch.Tensor, spec: TensorSpec, plan: GrowthPlan) -> t
     query's take `plan.query_scale`, and its fresh dimensions start at zero (the projection rows feeding them are
     copies, which keeps the norm's RMS, and a zero gain keeps them out of the scores while its gradient is not zero); a
     key's fresh dimensions copy the gain of the dimension they copy."""
-    if plan.maps["head_dim"].unchanged:
+    if plan.unchanged("head_dim"):
         return gain
     rows, tiles = plan.rows("head_dim").to(gain.device), plan.tiles("head_dim").to(gain.device)
     compute = torch.promote_types(gain.dtype, torch.float32)

@@ -63,15 +63,19 @@ def tensor_spec(key: str, config) -> TensorSpec:
 
 def expected_keys(config) -> list[str]:
     """Every key of `{Arch}ForCausalLM(config).state_dict()`, in model order (tied `lm_head.weight` included)."""
-
-    def present(spec: TensorSpec) -> bool:
-        return spec.optional is None or bool(getattr(config, spec.optional, False))
-
-    layer_tensors = architecture(config).layer_tensors
     keys = ["model.embed_tokens.weight"]
     for layer in range(config.num_hidden_layers):
-        keys += [layer_key(layer, suffix) for suffix, spec in layer_tensors.items() if present(spec)]
+        keys += layer_keys(config, layer)
     return keys + ["model.norm.weight", "lm_head.weight"]
+
+
+def layer_keys(config, layer: int) -> list[str]:
+    """The keys of decoder layer `layer` in a model of `config` (optional tensors only where the config has them)."""
+    return [
+        layer_key(layer, suffix)
+        for suffix, spec in architecture(config).layer_tensors.items()
+        if spec.optional is None or bool(getattr(config, spec.optional, False))
+    ]
 
 
 def expected_shape(key: str, config) -> tuple[int, ...]:
@@ -113,6 +117,7 @@ __all__ = [
     "expected_keys",
     "expected_shape",
     "layer_key",
+    "layer_keys",
     "rows_per_unit",
     "split_layer_key",
     "storage_key",

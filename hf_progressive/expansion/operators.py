@@ -168,7 +168,7 @@ def _carry_entry(key: str, state: dict[str, dict], plan: GrowthPlan) -> dict:
     for power, moment in ((1, "exp_avg"), (2, "exp_avg_sq")):
         entry[moment] = carry_tensor(key, lambda k, m=moment: state[k][m], plan, power)
     fresh = fresh_entries(key, plan)
-    if normed_head(tensor_spec(storage_key(key, plan.dst), plan.dst), plan) and not plan.maps["head_dim"].unchanged:
+    if normed_head(tensor_spec(storage_key(key, plan.dst), plan.dst), plan) and not plan.unchanged("head_dim"):
         fresh = torch.ones_like(fresh)  # per-head RMSNorm over a grown head: no per-copy rule is exact; restart
     if any("fresh" in state[k] for k in source_keys(key, plan) if k is not None):  # still young in the parent
         young = _gather_entries(

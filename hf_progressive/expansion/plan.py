@@ -6,6 +6,7 @@ memory or streamed shard by shard, with bit-identical results."""
 import copy
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from transformers.utils import logging
@@ -14,7 +15,7 @@ from ..errors import ExpansionError
 from .architectures import architecture
 from .keys import axis_sizes
 from .methods import DEFAULT_NOISE_STD, DEFAULT_WIDTH, MAX_NOISE_STD, WIDTH_METHODS, parse_method
-from .sizes import validate_growth
+from .sizes import SIZE_FIELDS, validate_growth
 
 
 logger = logging.get_logger(__name__)
@@ -37,16 +38,16 @@ class IndexMap:
     def unchanged(self) -> bool:
         return self.sources == tuple(range(self.n_old))
 
-    @property
-    def counts(self) -> list[int]:
+    @cached_property
+    def counts(self) -> tuple[int, ...]:
         """How many new units copy each old unit (the fan-in divisor of bert2BERT's FPI)."""
         counts = [0] * self.n_old
         for source in self.sources:
             if source != FRESH:
                 counts[source] += 1
-        return counts
+        return tuple(counts)
 
-    @property
+    @cached_property  # asked once per tensor and axis by the growth record and the operators: computed once a map
     def first(self) -> tuple[bool, ...]:
         """True where a new unit is the first copy of its old unit (it *is* that unit; later copies are new)."""
         seen: set[int] = set()
@@ -55,6 +56,11 @@ class IndexMap:
             flags.append(source != FRESH and source not in seen)
             seen.add(source)
         return tuple(flags)
+
+    @cached_property
+    def first_mask(self) -> torch.Tensor:
+        """`first` as a bool tensor (shared: read it, never write to it)."""
+        return torch.tensor(self.first, dtype=torch.bool)
 
     @property
     def inherited(self) -> int:
@@ -234,8 +240,7 @@ class GrowthPlan:
         axis, a fresh dimension inside a copied head): int64."""
         if axis not in ("q", "kv"):
             return self.maps[axis].rows(1)
-        units = torch.tensor(self.maps[axis].sources).repeat_interleave(self.dst.head_dim)
-        dims = torch.tensor(self.maps["head_dim"].sources).repeat(len(self.maps[axis].sources))
+        units, dims = _head_rows(self.maps[axis].sources, self.maps["head_dim"].sources)
         return torch.where((units == FRESH) | (dims == FRESH), FRESH, units * self.src.head_dim + dims)
 
     def fresh_dims(self, axis: str) -> torch.Tensor:
@@ -243,8 +248,7 @@ class GrowthPlan:
         on the tensor's `head` role; operators.py), False elsewhere (and along every other axis)."""
         if axis not in ("q", "kv"):
             return torch.zeros(len(self.maps[axis].sources), dtype=torch.bool)
-        units = torch.tensor(self.maps[axis].sources).repeat_interleave(self.dst.head_dim)
-        dims = torch.tensor(self.maps["head_dim"].sources).repeat(len(self.maps[axis].sources))
+        units, dims = _head_rows(self.maps[axis].sources, self.maps["head_dim"].sources)
         return (units != FRESH) & (dims == FRESH)
 
     def tiles(self, axis: str) -> torch.Tensor:
@@ -260,19 +264,16 @@ class GrowthPlan:
                 tiled[j] = tiled[j - 1] if j % half else (0 if j < half else self.src.head_dim // 2)
         if axis == "head_dim":
             return torch.tensor(tiled)
-        units = torch.tensor(self.maps[axis].sources).repeat_interleave(self.dst.head_dim)
-        return torch.where(
-            units == FRESH, FRESH, units * self.src.head_dim + torch.tensor(tiled).repeat(len(units) // len(tiled))
-        )
+        units, dims = _head_rows(self.maps[axis].sources, tiled)
+        return torch.where(units == FRESH, FRESH, units * self.src.head_dim + dims)
 
     def first_rows(self, axis: str) -> torch.Tensor:
         """Per row along `axis`: True where the row *is* an old one (the first copy of its unit, and, along a head
         axis, an old dimension at its new place); every other row is new."""
-        first = torch.tensor(self.maps[axis].first)
         if axis not in ("q", "kv"):
-            return first
-        dims = torch.tensor(self.maps["head_dim"].sources) != FRESH
-        return first.repeat_interleave(self.dst.head_dim) & dims.repeat(len(first))
+            return self.maps[axis].first_mask  # shared: callers only read it
+        first, dims = _head_rows(self.maps[axis].first, self.maps["head_dim"].sources)
+        return first & (dims != FRESH)
 
     def _with_norm_eps(self) -> "GrowthPlan":
         dst = copy.deepcopy(self.dst)
@@ -283,10 +284,8 @@ class GrowthPlan:
 
     def to_json(self) -> dict:
         """The plan as growth.json records it."""
-        sizes = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
-        sizes += (
-            ("head_dim",) if self.src.head_dim != self.dst.head_dim else ()
-        )  # growth.json of old growths unchanged
+        grows_head_dim = not self.unchanged("head_dim")  # growth.json of a growth that keeps head_dim is as before
+        sizes = [name for name in SIZE_FIELDS if name != "head_dim" or grows_head_dim]
         return {
             "width_method": self.width_method,
             "depth_method": self.depth_method,
@@ -351,6 +350,12 @@ def _check_options(width: str, depth: str, src, dst, noise_std: float, inserted_
                 f"inserted_layers={inserted_layers}: give {n_new - n_old} distinct positions in [0, {n_new}) "
                 f"(num_hidden_layers {n_old} -> {n_new}), e.g. {default_inserted_layers(n_old, n_new)}."
             )
+
+
+def _head_rows(per_head, per_dim) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spread a per-head and a per-dimension sequence over the rows of a head axis (head-major): for every row, its
+    head's value and its dimension's value."""
+    return torch.tensor(per_head).repeat_interleave(len(per_dim)), torch.tensor(per_dim).repeat(len(per_head))
 
 
 def _check_head_dim(width: str, old: int, new: int) -> None:

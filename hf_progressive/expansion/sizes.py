@@ -2,9 +2,11 @@
 given sizes (`validate_growth`: never shrink, whole kv groups, an even head_dim), the grown config itself
 (`grown_config`), and parameter counts read off the architecture's tensor shapes. No tensors."""
 
+import math
+
 from ..errors import ExpansionError
-from .architectures import architecture
-from .keys import expected_keys, expected_shape, storage_key, tensor_spec
+from .architectures import GLOBAL_TENSORS, architecture
+from .keys import expected_shape, layer_keys, storage_key, tensor_spec
 
 
 SIZE_FIELDS = (
@@ -116,23 +118,17 @@ def _grown_layer_types(layer_types: list[str], layers: int) -> list[str]:
 def parameter_counts(config) -> dict[str, int]:
     """`total` (as `model.num_parameters()`), `non_embedding` (minus the embedding table(s)) and `matmul`: the weights
     a token is multiplied by (every tensor that sums over an input axis, the output head included even when tied;
-    not the input lookup, norm gains or biases), summed over the architecture's tensor shapes."""
-    stored = [key for key in expected_keys(config) if storage_key(key, config) == key]
-    sizes = {key: _product(expected_shape(key, config)) for key in stored}
-    embeddings = sum(n for key, n in sizes.items() if key in ("model.embed_tokens.weight", "lm_head.weight"))
-    matmul = sum(
-        _product(expected_shape(key, config))
-        for key in expected_keys(config)
-        if any(role == "in" for _, role in tensor_spec(key, config).axes)
-    )
-    return {"total": sum(sizes.values()), "non_embedding": sum(sizes.values()) - embeddings, "matmul": matmul}
-
-
-def _product(shape: tuple[int, ...]) -> int:
-    total = 1
-    for n in shape:
-        total *= n
-    return total
+    not the input lookup, norm gains or biases), summed over the architecture's tensor shapes. Every layer has the
+    same tensors, so one layer is counted and multiplied (shape solving calls this for hundreds of candidates)."""
+    one_layer = layer_keys(config, 0)
+    keys = [*one_layer, *GLOBAL_TENSORS]
+    times = {key: config.num_hidden_layers if key in one_layer else 1 for key in keys}
+    sizes = {key: math.prod(expected_shape(key, config)) * times[key] for key in keys}
+    stored = [key for key in keys if storage_key(key, config) == key]  # a tied output head is not a parameter
+    embeddings = sum(sizes[key] for key in stored if key in ("model.embed_tokens.weight", "lm_head.weight"))
+    total = sum(sizes[key] for key in stored)
+    matmul = sum(n for key, n in sizes.items() if any(role == "in" for _, role in tensor_spec(key, config).axes))
+    return {"total": total, "non_embedding": total - embeddings, "matmul": matmul}
 
 
 __all__ = ["SIZE_FIELDS", "grown_config", "parameter_counts", "validate_growth"]
