@@ -27,27 +27,34 @@ TARGET = dict(
 )
 
 MAKE_SOURCE = """
-import sys, torch
+import json, sys, torch
 from pathlib import Path
-from transformers import LlamaConfig
+from hf_progressive.expansion.architectures import ARCHITECTURES
 from hf_progressive.expansion.plan import GrowthPlan
 from hf_progressive.expansion.streaming import _shard, _target_shapes, write_safetensors
-config = LlamaConfig(**{sizes}, dtype=torch.bfloat16)
-config.architectures = ["LlamaForCausalLM"]
-out = Path(sys.argv[1]); out.mkdir(parents=True)
+model_type, fields, out, shard_bytes = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+arch = ARCHITECTURES[model_type]
+config = arch.config_class()(**fields, dtype=torch.bfloat16)
+config.architectures = [arch.causal_lm]
+out.mkdir(parents=True)
 config.save_pretrained(out)
-identity = GrowthPlan.from_configs(config, config)  # shapes of the model itself
-shapes = _target_shapes(identity)
+shapes = _target_shapes(GrowthPlan.from_configs(config, config))  # shapes of the model itself
 def produce(key):
     generator = torch.Generator().manual_seed(len(key) * 7919 + sum(map(ord, key)))
     return (torch.randn(shapes[key], generator=generator) * 0.02).to(torch.bfloat16)
-shards = _shard(shapes, 2, 1_000_000_000)
-names = [f"model-{{i + 1:05d}}-of-{{len(shards):05d}}.safetensors" for i in range(len(shards))]
-import json
-write_safetensors({{out / name: keys for name, keys in zip(names, shards)}}, shapes, torch.bfloat16, produce)
-weight_map = {{key: name for name, keys in zip(names, shards) for key in keys}}
-(out / "model.safetensors.index.json").write_text(json.dumps({{"metadata": {{}}, "weight_map": weight_map}}))
+shards = _shard(shapes, 2, shard_bytes)
+names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+write_safetensors({out / name: keys for name, keys in zip(names, shards)}, shapes, torch.bfloat16, produce)
+weight_map = {key: name for name, keys in zip(names, shards) for key in keys}
+(out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
 """
+
+
+def make_source_argv(model_type: str, fields: dict, out: Path, shard_bytes: int = 1_000_000_000) -> list[str]:
+    """The command that writes a random bf16 checkpoint of `model_type` with config `fields` into `out`, shard by
+    shard (`MAKE_SOURCE`, in a process of its own)."""
+    return [sys.executable, "-c", MAKE_SOURCE, model_type, json.dumps(fields), str(out), str(shard_bytes)]
+
 
 STREAM = """
 import sys
@@ -112,7 +119,7 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     src, stream, memory, copy = (args.work / n for n in ("src", "stream", "in_memory", "copy"))
-    make = measure([sys.executable, "-c", MAKE_SOURCE.format(sizes=SOURCE), str(src)])
+    make = measure(make_source_argv("llama", SOURCE, src))
     rows = {
         "streaming expand_checkpoint": measure(
             [sys.executable, "-c", STREAM.format(target=TARGET), str(src), str(stream)]

@@ -106,9 +106,7 @@ def main() -> None:
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     if not (args.work / "src" / "config.json").is_file():
         shutil.rmtree(args.work / "src", ignore_errors=True)
-        subprocess.run(
-            [sys.executable, "-c", expand_1b.MAKE_SOURCE.format(sizes=expand_1b.SOURCE), args.work / "src"], check=True
-        )
+        subprocess.run(expand_1b.make_source_argv("llama", expand_1b.SOURCE, args.work / "src"), check=True)
     plan = jobs(args.work, args.hfp, mergekit_venv(args.work))
     for name, (argv, output) in plan.items():
         if name in results:

@@ -11,13 +11,13 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+from expand_1b import make_source_argv
 from expand_peer import timed
 
 
-COMMON = dict(dtype="bfloat16", rms_norm_eps=1e-5)
+COMMON = dict(rms_norm_eps=1e-5)  # bf16, as MAKE_SOURCE writes every source
 SOURCES = {
     "SmolLM2-135M": ("llama", dict(
         vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
@@ -56,37 +56,13 @@ GROWTHS = {  # row -> (source, target sizes)
 }
 REFUSED = ("Llama-3.2-1B", dict(hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, head_dim=128))
 
-MAKE = """
-import json, sys, torch
-from pathlib import Path
-from hf_progressive.expansion.architectures import ARCHITECTURES
-from hf_progressive.expansion.plan import GrowthPlan
-from hf_progressive.expansion.streaming import _shard, _target_shapes, write_safetensors
-model_type, fields, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
-arch = ARCHITECTURES[model_type]
-config = arch.config_class()(**fields)
-config.architectures = [arch.causal_lm]
-out.mkdir(parents=True)
-config.save_pretrained(out)
-shapes = _target_shapes(GrowthPlan.from_configs(config, config))
-def produce(key):
-    generator = torch.Generator().manual_seed(sum(map(ord, key)) * 7919 + len(key))
-    return (torch.randn(shapes[key], generator=generator) * 0.02).to(torch.bfloat16)
-shards = _shard(shapes, 2, 2_000_000_000)
-names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
-write_safetensors({out / n: keys for n, keys in zip(names, shards)}, shapes, torch.bfloat16, produce)
-index = {"metadata": {}, "weight_map": {key: n for n, keys in zip(names, shards) for key in keys}}
-(out / "model.safetensors.index.json").write_text(json.dumps(index))
-"""
-
 
 def source(work: Path, name: str) -> Path:
     folder = work / name
     if not (folder / "model.safetensors.index.json").is_file():
         shutil.rmtree(folder, ignore_errors=True)
         model_type, fields = SOURCES[name]
-        argv = [sys.executable, "-c", MAKE, model_type, json.dumps({**COMMON, **fields}), str(folder)]
-        subprocess.run(argv, check=True)
+        subprocess.run(make_source_argv(model_type, {**COMMON, **fields}, folder, 2_000_000_000), check=True)
     return folder
 
 
