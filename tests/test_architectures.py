@@ -13,27 +13,16 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
-from testing_utils import float64_rms_norm, randomize_
+from testing_utils import TINY, expected_preserving, float64_rms_norm, gradients, randomize_
 
 from hf_progressive import ExpansionError
-from hf_progressive.expansion.methods import parse_method
 from hf_progressive.expansion.operators import fresh_entries
 from hf_progressive.expansion.streaming import expand_checkpoint
 from hf_progressive.models.progressive import progressive_classes
 
 
 PREFIX = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3"}
-BASE = dict(
-    vocab_size=99,
-    hidden_size=32,
-    intermediate_size=37,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-    max_position_embeddings=64,
-    attn_implementation="sdpa",
-)
+BASE = {**TINY, "head_dim": 8}  # the shared tiny shape, with heads of 8 dimensions
 BIASES = {"llama": {"attention_bias": True, "mlp_bias": True}, "qwen3": {"attention_bias": True}}
 ALL = dict(hidden_size=64, intermediate_size=80, num_hidden_layers=3, num_attention_heads=8, num_key_value_heads=4)
 CASES = [  # (id, source overrides, target sizes)
@@ -82,18 +71,6 @@ def grow(small, sizes: dict, method: str, **kwargs):
     config_class, model_class = progressive_classes(small.config)
     target = config_class.from_smaller(small.config, **sizes)
     return model_class.from_smaller(small, target, method=method, seed=0, noise_std=0.0, verify=False, **kwargs)
-
-
-def expected_preserving(method: str, src, sizes: dict) -> bool:
-    """Independent of the library: which (operator, growth) pairs must keep the function exactly."""
-    width, depth = parse_method(method)
-    new = {name: sizes.get(name, getattr(src, name)) for name in (*ALL, "head_dim")}
-    if depth != "identity" and new["num_hidden_layers"] != src.num_hidden_layers:
-        return False
-    per_layer = ("intermediate_size", "num_attention_heads", "num_key_value_heads")
-    if width == "aki" and any(new[k] != getattr(src, k) for k in per_layer):
-        return False
-    return width not in ("fpi", "aki") or new["hidden_size"] % src.hidden_size == 0
 
 
 def integer_ratios(src, sizes: dict) -> bool:
@@ -307,13 +284,6 @@ def test_llama_3_2_1b_to_3b_is_refused_because_heads_would_merge():
         progressive_classes(small)[0].from_smaller(small, **target)
 
 
-def _gradients(model, ids) -> dict[str, torch.Tensor]:
-    model.zero_grad()
-    model.train()
-    model(ids, labels=ids).loss.backward()
-    return {name: param.grad.clone() for name, param in model.named_parameters()}
-
-
 @pytest.mark.parametrize("method", ["function_preserving", "hypercloning"])
 @pytest.mark.parametrize("model_type", list(PREFIX))
 def test_carried_moments_are_the_grown_models_true_gradient(model_type, method):
@@ -326,11 +296,11 @@ def test_carried_moments_are_the_grown_models_true_gradient(model_type, method):
     sizes = {"hidden_size": 64, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 16}
     with float64_rms_norm():
         small = source(model_type, "head_dim x2", torch.float64)
-        grads = _gradients(small, IDS)
+        grads = gradients(small, IDS)
         state = {n: {"step": torch.tensor(5.0), "exp_avg": g, "exp_avg_sq": g * g} for n, g in grads.items()}
         big = grow(small, sizes, method)
         carried = carry_state_dict(state, big.growth_plan)
-        true = _gradients(big, IDS)
+        true = gradients(big, IDS)
     checked = 0
     for name, grad in true.items():
         copied = ~carried[name].get("fresh", fresh_entries(name, big.growth_plan))  # restarted entries: zero moments

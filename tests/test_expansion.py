@@ -4,7 +4,14 @@ for every plan the state dict must match LlamaForCausalLM(big_cfg) exactly and t
 
 import pytest
 import torch
-from testing_utils import assert_logits_close, float64_rms_norm, require_gpu, tiny_config, tiny_model
+from testing_utils import (
+    assert_logits_close,
+    expected_preserving,
+    float64_rms_norm,
+    require_gpu,
+    tiny_config,
+    tiny_model,
+)
 from transformers import LlamaForCausalLM
 
 from hf_progressive import ExpansionError, GrowthPlan, ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
@@ -66,18 +73,6 @@ def _integer_ratios(src_cfg, sizes) -> bool:
     return all(full[k] % getattr(src_cfg, k) == 0 for k in ALL if k != "num_hidden_layers")
 
 
-def _expected_preserving(method: str, src_cfg, sizes) -> bool:
-    """Independent of the library: which (operator, growth) pairs must keep the function exactly."""
-    width, depth = parse_method(method.split(" ")[0])
-    full = _grow_sizes(src_cfg, sizes)
-    if depth != "identity" and full["num_hidden_layers"] != src_cfg.num_hidden_layers:
-        return False
-    per_layer = ("intermediate_size", "num_attention_heads", "num_key_value_heads")
-    if width == "aki" and any(full[k] != getattr(src_cfg, k) for k in per_layer):
-        return False
-    return width not in ("fpi", "aki") or full["hidden_size"] % src_cfg.hidden_size == 0
-
-
 def _grow(small, sizes, method: str, **kwargs):
     name, noise = method.split(" ")[0], NOISE if method.endswith("(noise)") else 0.0
     config = ProgressiveLlamaConfig.from_smaller(small.config, **sizes)
@@ -91,7 +86,7 @@ def _cases(preserving_only: bool = False):
         for method in METHODS:
             if method.startswith("hypercloning") and not _integer_ratios(src_cfg, sizes):
                 continue
-            if preserving_only and not _expected_preserving(method, src_cfg, sizes):
+            if preserving_only and not expected_preserving(method, src_cfg, sizes):
                 continue
             yield pytest.param(overrides, sizes, method, id=f"{case_id} | {method}")
 
@@ -100,7 +95,7 @@ def _cases(preserving_only: bool = False):
 def test_expansion_preserves_function_float32(overrides, sizes, method):
     small = tiny_model(**overrides)
     big = _grow(small, sizes, method)
-    expected = _expected_preserving(method, small.config, sizes)
+    expected = expected_preserving(method, small.config, sizes)
     assert big.growth["plan"]["function_preserving"] is expected
     ids = torch.randint(0, small.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -14,7 +14,7 @@ import math
 
 import pytest
 import torch
-from testing_utils import float64_rms_norm, tiny_model
+from testing_utils import float64_rms_norm, gradients, tiny_model
 
 from hf_progressive import ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
 from hf_progressive.expansion.operators import carry_state_dict, carry_tensor, fresh_entries
@@ -41,13 +41,6 @@ def _batch(vocab: int, seed: int = 3) -> torch.Tensor:
     return torch.randint(0, vocab, (3, 12), generator=torch.Generator().manual_seed(seed))
 
 
-def _gradients(model, ids) -> dict[str, torch.Tensor]:
-    model.zero_grad()
-    model.train()
-    model(ids, labels=ids).loss.backward()
-    return {name: param.grad.clone() for name, param in model.named_parameters()}
-
-
 def _grow(small, method, sizes):
     config = ProgressiveLlamaConfig.from_smaller(small.config, **sizes)
     return ProgressiveLlamaForCausalLM.from_smaller(small, config, method=method, seed=1, noise_std=0.0, verify=False)
@@ -67,11 +60,11 @@ def test_carried_moments_are_the_grown_models_true_gradient(method, sizes, tied)
     with float64_rms_norm():
         small = tiny_model(dtype=torch.float64, tie_word_embeddings=tied)
         ids = _batch(small.config.vocab_size)
-        grads = _gradients(small, ids)
+        grads = gradients(small, ids)
         state = {n: {"step": torch.tensor(5.0), "exp_avg": g, "exp_avg_sq": g * g} for n, g in grads.items()}
         big = _grow(small, method, sizes)
         carried = carry_state_dict(state, big.growth_plan)
-        true = _gradients(big, ids)
+        true = gradients(big, ids)
     checked = 0
     for name, grad in true.items():
         if name not in carried:  # an inserted identity block: a fresh AdamW state

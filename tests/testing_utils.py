@@ -128,6 +128,33 @@ def tiny_recipe_data(method="function_preserving+identity", **changes) -> dict:
     return data
 
 
+def expected_preserving(method: str, src, sizes: dict) -> bool:
+    """Independent of the operators: whether growing config `src` to `sizes` with `method` ("WIDTH+DEPTH", maybe with
+    a " (noise)" suffix) must keep the function exactly. Depth copies other than identity blocks change it, AKI's
+    units from the next layer change it, and copy-based widening needs an integer hidden ratio."""
+    from hf_progressive.expansion.methods import parse_method
+
+    width, depth = parse_method(method.split(" ")[0])
+
+    def new(name: str) -> int:
+        return sizes.get(name, getattr(src, name))
+
+    if depth != "identity" and new("num_hidden_layers") != src.num_hidden_layers:
+        return False
+    per_layer = ("intermediate_size", "num_attention_heads", "num_key_value_heads")
+    if width == "aki" and any(new(name) != getattr(src, name) for name in per_layer):
+        return False
+    return width not in ("fpi", "aki") or new("hidden_size") % src.hidden_size == 0
+
+
+def gradients(model, ids) -> dict[str, torch.Tensor]:
+    """Every parameter's gradient of the next-token loss on `ids` (training mode, from zero)."""
+    model.zero_grad()
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    return {name: param.grad.clone() for name, param in model.named_parameters()}
+
+
 def assert_logits_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, label: str = "") -> None:
     """Fail with the max and mean |difference| when logits differ by more than `atol`."""
     diff = (actual.double() - expected.double()).abs()
