@@ -99,8 +99,9 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="forget finished rows and the source")
     parser.add_argument("--hfp", default=shutil.which("hf-progressive") or "hf-progressive")
     args = parser.parse_args()
-    if args.fresh:
-        shutil.rmtree(args.work, ignore_errors=True)
+    if args.fresh:  # only what this bench writes: WORK itself may be any folder the user named
+        (args.work / "results.json").unlink(missing_ok=True)
+        shutil.rmtree(args.work / "src", ignore_errors=True)
     args.work.mkdir(parents=True, exist_ok=True)
     results_file = args.work / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
