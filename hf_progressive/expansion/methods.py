@@ -10,8 +10,9 @@ from ..errors import ExpansionError
 WIDTH_METHODS = {"function_preserving": "fresh", "fpi": "random", "aki": "random", "hypercloning": "cyclic"}
 
 
-# depth operator -> docstring of `_layer_sources`
-DEPTH_METHODS = ("identity", "interpolate", "stack")
+# depth operator -> docstring of `_layer_sources`; apollo grows as interpolate does, and asks that the parent's stage
+# trains with Apollo's sampled depths over these same shared layers (training/apollo.py)
+DEPTH_METHODS = ("identity", "interpolate", "stack", "apollo")
 
 
 DEFAULT_WIDTH, DEFAULT_DEPTH = "function_preserving", "identity"
@@ -42,6 +43,13 @@ def parse_method(method: str) -> tuple[str, str]:
     return width, depth
 
 
+def interpolated_layers(n_old: int, n_new: int) -> list[int]:
+    """The layer of an `n_old`-layer model that layer l of `n_new` copies under interpolation (Apollo / STEP):
+    floor(l * n_old / n_new), so each old layer repeats in place. The interpolate and apollo operators and Apollo's
+    shared virtual layers all ask this one rule."""
+    return [(layer * n_old) // n_new for layer in range(n_new)]
+
+
 def _known_methods() -> str:
     return f"Width operators: {', '.join(WIDTH_METHODS)}; depth operators: {', '.join(DEPTH_METHODS)}."
 
@@ -53,5 +61,6 @@ __all__ = [
     "DEPTH_METHODS",
     "MAX_NOISE_STD",
     "WIDTH_METHODS",
+    "interpolated_layers",
     "parse_method",
 ]

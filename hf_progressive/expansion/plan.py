@@ -14,7 +14,7 @@ from transformers.utils import logging
 from ..errors import ExpansionError
 from .architectures import architecture
 from .keys import axis_sizes
-from .methods import DEFAULT_NOISE_STD, DEFAULT_WIDTH, MAX_NOISE_STD, WIDTH_METHODS, parse_method
+from .methods import DEFAULT_NOISE_STD, DEFAULT_WIDTH, MAX_NOISE_STD, WIDTH_METHODS, interpolated_layers, parse_method
 from .sizes import SIZE_FIELDS, validate_growth
 
 
@@ -153,8 +153,9 @@ def default_inserted_layers(n_old: int, n_new: int) -> list[int]:
 
 def _layer_sources(n_old: int, n_new: int, depth: str, inserted_layers: list[int] | None) -> tuple[LayerSource, ...]:
     """identity (LLaMA Pro): old layers keep their order, new blocks sit at `inserted_layers` and copy the old layer
-    below them (the one above when inserted first); interpolate (Apollo / STEP): layer l copies floor(l * L_old /
-    L_new); stack (G_stack, Du et al. 2024): layer l copies l mod L_old."""
+    below them (the one above when inserted first); interpolate and apollo (Apollo / STEP): layer l copies
+    floor(l * L_old / L_new) (`methods.interpolated_layers`); stack (G_stack, Du et al. 2024): layer l copies
+    l mod L_old."""
     if depth == "identity":
         inserted = set(inserted_layers if inserted_layers is not None else default_inserted_layers(n_old, n_new))
         sources, old = [], -1
@@ -163,7 +164,8 @@ def _layer_sources(n_old: int, n_new: int, depth: str, inserted_layers: list[int
             sources.append(max(old, 0))
         flags = [layer in inserted for layer in range(n_new)]
     else:
-        sources = [(layer * n_old) // n_new if depth == "interpolate" else layer % n_old for layer in range(n_new)]
+        stacked = [layer % n_old for layer in range(n_new)]
+        sources = stacked if depth == "stack" else interpolated_layers(n_old, n_new)
         flags = [source in sources[:layer] for layer, source in enumerate(sources)]
     return tuple(LayerSource(s, f, min(s + 1, n_old - 1)) for s, f in zip(sources, flags, strict=True))
 

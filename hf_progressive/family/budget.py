@@ -11,6 +11,7 @@ Two figures, kept apart on purpose:
 - The budget rule (`stage_tokens`): the paper's 6 * N * D with N the total parameter count, which fixes how many
   tokens each stage trains on so that the cumulative 6ND after stage k equals member k's own 6 N_k D_k."""
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -26,6 +27,14 @@ def flops_per_token(config, seq_len: int) -> int:
     """Training FLOPs per token the model computes (see the module docstring)."""
     attention = 12 * config.num_hidden_layers * seq_len * config.num_attention_heads * config.head_dim
     return 6 * parameter_counts(config)["matmul"] + attention
+
+
+def flops_per_added_layer(config, seq_len: int) -> int:
+    """Training FLOPs per token of one more decoder layer than `config` has (Apollo's virtual depths run shared
+    layers: no new parameters, but every pass through a layer costs its FLOPs)."""
+    deeper = copy.copy(config)
+    deeper.num_hidden_layers = config.num_hidden_layers + 1
+    return flops_per_token(deeper, seq_len) - flops_per_token(config, seq_len)
 
 
 def stage_flops_per_token(flops_per_token: float, frozen: int, lora: int) -> float:
@@ -112,6 +121,7 @@ __all__ = [
     "CHINCHILLA_TOKENS_PER_PARAM",
     "MODES",
     "Window",
+    "flops_per_added_layer",
     "flops_per_token",
     "interpolate_lr",
     "parameter_counts",

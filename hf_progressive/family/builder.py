@@ -4,7 +4,6 @@ in OUT/members/<name>/, and record it in the ledger (ledger.py owns OUT's layout
 command resumes: finished members are skipped and the current stage continues from its last Trainer checkpoint."""
 
 import contextlib
-import os
 import shutil
 from pathlib import Path
 
@@ -13,9 +12,9 @@ from transformers import PrinterCallback, ProgressCallback, set_seed
 from transformers.utils import logging
 
 from ..data.blocks import BlockWindow, as_ids, check_ids
-from ..errors import CheckpointError, RecipeError
+from ..errors import CheckpointError
 from ..expansion.arguments import GrowArguments
-from ..expansion.checkpoint import check_writable, last_complete_checkpoint, load_model, publish_dir
+from ..expansion.checkpoint import last_complete_checkpoint, load_model, publish_dir
 from ..expansion.grow import grow_checkpoint, plan_growth
 from ..expansion.operators import carry_state_dict
 from ..expansion.record import GROWTH_FILE
@@ -23,9 +22,6 @@ from ..expansion.sizes import SIZE_FIELDS
 from ..models.progressive import progressive_classes
 from ..training.peft_stage import finish_stage_model, optimizer_state_bytes, prepare_stage_model, trainable_parameters
 from ..training.stage_args import (
-    check_report_to,
-    check_stage_arguments,
-    check_training_keys,
     micro_batch_size,
     stage_arguments,
 )
@@ -41,10 +37,12 @@ from .budget import stage_flops_per_token
 from .console import HEADER, StepLines, ledger_row, say
 from .family_plan import FamilyPlan, MemberPlan, plan_family
 from .ledger import FamilyPaths, Ledger, MemberRecord, build_lock, check_member, check_out
+from .preflight import check_options, last_index
 from .pretrained import load_pretrained
 from .recipe import Recipe
 from .recipe_text import first_difference
 from .store import family_store
+from .trunk import TrunkSnapshot, growth_source, trunk_boundary_loss
 
 
 logger = logging.get_logger(__name__)
@@ -71,7 +69,7 @@ def build_family(
     check_out(out)  # before FamilyPaths: an empty --out would read as "."
     paths, state = FamilyPaths(out), process_state()
     plan = plan_family(recipe, mode, max_steps)
-    _check_options(plan, paths, training, report_to, until)
+    check_options(plan, paths, training, report_to, until)
     with build_lock(paths.root) if state.is_main_process else contextlib.nullcontext():
         return _build(plan, paths, max_steps, data, until, (report_to, callbacks or [], training, console))
 
@@ -112,7 +110,7 @@ def _pending(plan: FamilyPlan, paths: FamilyPaths, ledger: Ledger, until, store)
     """The members this run trains, after checking what it builds on: finished members must still be whole (the
     next stage grows from them), and the validation blocks and the first window to train on must hold only ids the
     model has embeddings for."""
-    members = plan.members[: _last_index(plan, until) + 1]
+    members = plan.members[: last_index(plan, until) + 1]
     pending = [m for m in members if not (m.name in ledger.members and paths.is_saved(m.name))]
     for member in members:
         if member not in pending:
@@ -133,58 +131,6 @@ def _check_stage_data(plan: FamilyPlan, member: MemberPlan, blocks, where) -> No
         window = BlockWindow(blocks, following[0].window)
         rows = {window.block_index(i) % len(blocks) for i in range(min(plan.recipe.batch_size, len(window)))}
         check_ids(blocks, vocab, where, [(row, row + 1) for row in sorted(rows)])
-
-
-def _check_options(plan: FamilyPlan, paths: FamilyPaths, training: dict | None, report_to, until) -> None:
-    """Everything about the run's options that can fail, before anything is written."""
-    state = process_state()
-    check_training_keys(training or {}, "--training")
-    check_report_to(report_to)
-    _last_index(plan, until)
-    backend = sharded_backend(plan.recipe, training)
-    if backend and plan.recipe.optimizer.at_growth == "carry":
-        raise RecipeError(
-            f"optimizer.at_growth: carry maps whole (unsharded) AdamW moments and is not supported under {backend} "
-            "yet (they would be dropped); use optimizer.at_growth: reset."
-        )
-    for member in plan.members:  # every stage's Trainer options are checked before anything is written
-        where = str(paths.stage(member.name))
-        args = stage_arguments(plan, member, where, state.num_processes, training, report_to=report_to)
-        check_stage_arguments(args, state.num_processes, f"members[{member.index}].training")
-        optim = getattr(args.optim, "value", args.optim)
-        if plan.recipe.optimizer.at_growth == "carry" and not optim.startswith("adamw_torch"):
-            raise RecipeError(
-                f"optim={optim!r}: optimizer.at_growth: carry maps AdamW moments; use optim adamw_torch "
-                "(or adamw_torch_fused), or optimizer.at_growth: reset."
-            )
-    check_writable(paths.root)
-
-
-def _last_index(plan: FamilyPlan, until: str | None) -> int:
-    """Index of the member `until` names (a member name, or a count of members), the last one by default."""
-    names = [m.name for m in plan.members]
-    if until is None:
-        return len(names) - 1
-    if until in names:
-        return names.index(until)
-    if str(until).isdigit() and 1 <= int(until) <= len(names):
-        return int(until) - 1
-    raise RecipeError(
-        f"--until {until!r}: not a member of this family ({', '.join(names)}) nor a count 1-{len(names)}."
-    )
-
-
-def sharded_backend(recipe: Recipe, training: dict | None = None) -> str | None:
-    """ "FSDP" or "DeepSpeed" when the stages will run sharded (a training: option or the accelerate launch config),
-    else None."""
-    options = [recipe.training, training or {}, *(m.training for m in recipe.members)]
-    for backend, env, key in (
-        ("FSDP", "ACCELERATE_USE_FSDP", "fsdp"),
-        ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED", "deepspeed"),
-    ):
-        if os.environ.get(env, "").lower() in ("1", "true") or any(option.get(key) for option in options):
-            return backend
-    return None
 
 
 class _StageRun:
@@ -212,6 +158,9 @@ class _StageRun:
             callbacks=[clock, *self.callbacks],
             carried_optimizer_state=self._carried_state(grown),
         )
+        if self.member.branch_steps:  # the trunk, saved before the decay branch: the next member grows from it
+            at, boundary = self.member.trunk_steps, lambda trained: self._boundary_loss(trained, blocks)
+            trainer.add_callback(TrunkSnapshot(trainer, self.paths, self.member.name, at, self._carries(), boundary))
         if self.console:  # compact lines instead of the Trainer's dicts and bars (saves draw one per shard)
             for noisy in (ProgressCallback, PrinterCallback):
                 trainer.remove_callback(noisy)
@@ -227,7 +176,9 @@ class _StageRun:
         eval_loss = trainer.evaluate()["eval_loss"]
         usage = self._usage(trainer)
         model = finish_stage_model(trainer.model)
-        record = self._record(trainer, window, eval_loss, clock.elapsed(), self._boundary_loss(model, blocks), usage)
+        trunk = self.member.branch_steps  # the next member grows from the trunk, not from this released member
+        boundary = trunk_boundary_loss(self.paths, self.member.name) if trunk else self._boundary_loss(model, blocks)
+        record = self._record(trainer, window, eval_loss, clock.elapsed(), boundary, usage)
         self._save(model, tokenizer, trainer)
         if self.console:
             logging.enable_progress_bar()
@@ -247,7 +198,8 @@ class _StageRun:
     def _grown(self):
         """The member grown from its saved parent: streamed once, in bounded memory, by the main process (and
         verified there), then loaded by every process; its plan is resolved on each process for `carry`."""
-        parent_dir, grown_dir = self.paths.member(self.member.parent), self.paths.grown(self.member.name)
+        parent_dir, _ = growth_source(self.paths, self.member.parent, self._parent_trunk())
+        grown_dir = self.paths.grown(self.member.name)
         sizes = {key: getattr(self.member.config, key) for key in SIZE_FIELDS}
         args = GrowArguments(
             **sizes, method=self.member.method, seed=self.recipe.seed, noise_std=self.spec.noise_std, overwrite=True
@@ -260,6 +212,10 @@ class _StageRun:
         model.growth_plan = plan_growth(parent_dir, args)
         return model
 
+    def _parent_trunk(self) -> bool:
+        """Whether the parent's stage had a decay branch (its trunk, not the released member, is grown)."""
+        return bool(self.plan.members[self.member.index - 1].branch_steps)
+
     def _carries(self) -> bool:
         """`optimizer.at_growth: carry` applies to this stage (full training: LoRA moments do not map onto weights)."""
         lora = self.spec.train_inherited == "lora" and self.member.parent is not None
@@ -269,7 +225,7 @@ class _StageRun:
         """The parent's final AdamW moments mapped onto the grown model through the plan it was grown with."""
         if not self._carries() or grown.growth_plan is None:
             return None
-        path = self.paths.optimizer_final(self.member.parent)
+        _, path = growth_source(self.paths, self.member.parent, self._parent_trunk())
         if not path.is_file():  # e.g. the parent's stage trained LoRA adapters, whose moments do not map
             logger.warning(f"{self.member.name}: no optimizer state saved for {self.member.parent}; resetting AdamW")
             return None
@@ -308,7 +264,8 @@ class _StageRun:
     def _record(self, trainer, window, eval_loss, wall_time, boundary_loss, usage) -> MemberRecord:
         member, history = self.member, trainer.state.log_history
         losses = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
-        tokens = trainer.state.global_step * self.recipe.batch_size * self.recipe.seq_len
+        steps = trainer.state.global_step
+        tokens = steps * self.recipe.batch_size * self.recipe.seq_len
         return MemberRecord(
             index=member.index,
             parent=member.parent,
@@ -327,7 +284,9 @@ class _StageRun:
             val_loss=eval_loss,
             boundary_loss=boundary_loss,
             source=self.spec.pretrained if self.member.index == 0 else None,
-            flops_stage=usage["flops_per_token"] * tokens,
+            flops_stage=usage["flops_per_token"] * tokens + trainer.virtual_flops(steps),
+            branch_steps=member.branch_steps,
+            virtual_layers=member.apollo.added_layers(0, steps) if member.apollo else 0,
             **usage,
         )
 

@@ -2,11 +2,23 @@
 counts, tokens and optimizer steps of its stage, the window of data blocks it reads, FLOPs (own stage, cumulative,
 and what training it independently would cost), max LR. `hf-progressive plan` prints it; the builder follows it."""
 
+import math
 from dataclasses import dataclass
 
 from ..errors import RecipeError
+from ..expansion.methods import parse_method
 from ..expansion.sizes import parameter_counts
-from .budget import Window, flops_per_token, interpolate_lr, saving, stage_tokens, stage_windows, token_budgets
+from ..training.apollo import DepthSampler
+from .budget import (
+    Window,
+    flops_per_added_layer,
+    flops_per_token,
+    interpolate_lr,
+    saving,
+    stage_tokens,
+    stage_windows,
+    token_budgets,
+)
 from .recipe import Recipe, member_configs
 
 
@@ -19,14 +31,26 @@ class MemberPlan:
     parent: str | None
     params: dict
     budget_tokens: int  # D_k: the member's independent budget
-    stage_tokens: int  # what this stage actually trains on (whole optimizer steps)
-    steps: int
+    stage_tokens: int  # what this stage actually trains on (whole optimizer steps, its decay branch included)
+    steps: int  # optimizer steps of the stage: the trunk's, then `branch_steps` of decay branch
     window: Window  # in blocks of seq_len tokens
     flops_per_token: int
     stage_flops: float
     cumulative_flops: float
     independent_flops: float  # FLOPs of training this member alone on D_k (flops_per_token * D_k)
     max_lr: float
+    branch_steps: int = 0  # lr.across_stages: trunk: the member's decay branch, after the trunk's steps
+    apollo: DepthSampler | None = None  # the child grows by +apollo: this stage's virtual depths
+    flops_per_added_layer: int = 0  # per token, of each virtual layer beyond the member's own depth
+
+    @property
+    def trunk_steps(self) -> int:
+        return self.steps - self.branch_steps
+
+    @property
+    def apollo_layers(self) -> int:
+        """Virtual layers run beyond the member's own depth, summed over the stage's steps."""
+        return self.apollo.added_layers(0, self.steps) if self.apollo else 0
 
 
 @dataclass(frozen=True)
@@ -68,13 +92,18 @@ def plan_family(recipe: Recipe, mode: str | None = None, max_steps: int | None =
     tokens_per_step = recipe.batch_size * recipe.seq_len
     steps = [_steps(k, t, tokens_per_step) for k, t in enumerate(stage_tokens(totals, budgets, mode))]
     steps = [min(s, max_steps) for s in steps] if max_steps else steps
+    branches = [_branch_steps(recipe, mode, s) for s in steps]
+    steps = [s + b for s, b in zip(steps, branches, strict=True)]
     budget_blocks = [round(budget / recipe.seq_len) for budget in budgets]
     windows = stage_windows([s * recipe.batch_size for s in steps], budget_blocks, mode)
     lrs = _max_lrs(recipe, totals)
     members, cumulative = [], 0.0
     for k, config in enumerate(configs):
-        per_token = flops_per_token(config, recipe.seq_len)
-        stage_flops = per_token * steps[k] * tokens_per_step
+        per_token, added = flops_per_token(config, recipe.seq_len), flops_per_added_layer(config, recipe.seq_len)
+        apollo = _depth_sampler(recipe, mode, configs, k, steps[k] - branches[k])
+        stage_flops = (per_token * steps[k] + added * (apollo.added_layers(0, steps[k]) if apollo else 0)) * (
+            tokens_per_step
+        )
         cumulative += stage_flops
         grown = mode != "independent" and k > 0
         members.append(
@@ -94,9 +123,35 @@ def plan_family(recipe: Recipe, mode: str | None = None, max_steps: int | None =
                 cumulative_flops=cumulative,
                 independent_flops=per_token * budgets[k],
                 max_lr=lrs[k],
+                branch_steps=branches[k],
+                apollo=apollo,
+                flops_per_added_layer=added,
             )
         )
     return FamilyPlan(recipe, mode, members)
+
+
+def _branch_steps(recipe: Recipe, mode: str, trunk_steps: int) -> int:
+    """`lr.across_stages: trunk`: each member's decay branch, `branch_ratio` of its trunk steps (at least one)."""
+    if recipe.lr.across_stages != "trunk" or mode == "independent" or not trunk_steps:
+        return 0
+    return max(1, math.ceil(recipe.lr.branch_ratio * trunk_steps))
+
+
+def _depth_sampler(recipe: Recipe, mode: str, configs: list, k: int, trunk_steps: int) -> DepthSampler | None:
+    """Member k's virtual depths when its child grows by `+apollo` (its trunk steps sample; a branch does not)."""
+    if mode == "independent" or k + 1 >= len(configs) or parse_method(recipe.members[k + 1].method)[1] != "apollo":
+        return None
+    spec = recipe.apollo
+    return DepthSampler(
+        layers=configs[k].num_hidden_layers,
+        max_layers=configs[k + 1].num_hidden_layers,
+        seed=recipe.seed + k,
+        until_step=trunk_steps,
+        distribution=spec.distribution,
+        start=spec.lvps_start,
+        end=spec.lvps_end,
+    )
 
 
 def _steps(k: int, tokens: float, tokens_per_step: int) -> int:

@@ -7,7 +7,8 @@ schema version: `Ledger.read(out)` refuses, in one line, a ledger written by an 
     OUT/
       family.json                  Ledger: recipe identity, training set-up, one MemberRecord per finished member
       members/<name>/              vanilla checkpoint + growth.json, training_log.json, eval_results.json
-      stages/<name>/               Trainer checkpoints, clock.json, optimizer_final.pt (for `carry`)
+      stages/<name>/               Trainer checkpoints, clock.json, optimizer_final.pt (for `carry`), trunk/ (the
+                                   model before its decay branch, with lr.across_stages: trunk)
       data/                        the token store (token_store.py) built here when none is given
       consistency.json, eval_results.json, report.md, *.png    derived results
       hub_upload/, hub_metrics/    exactly what a push uploads (staged by `hf-progressive push`)
@@ -77,6 +78,18 @@ class FamilyPaths:
         """The AdamW moments at the end of stage `name`, by parameter name (`optimizer.at_growth: carry`)."""
         return self.stage(name) / "optimizer_final.pt"
 
+    def trunk(self, name: str) -> Path:
+        """Member `name`'s trunk (`lr.across_stages: trunk`): the model before its decay branch, which the next
+        member grows from, with `trunk_optimizer` and `trunk_record` beside its weights."""
+        return self.stage(name) / "trunk"
+
+    def trunk_optimizer(self, name: str) -> Path:
+        return self.trunk(name) / "optimizer.pt"
+
+    def trunk_record(self, name: str) -> Path:
+        """The trunk's step and its loss on the next stage's first batch."""
+        return self.trunk(name) / "trunk.json"
+
     def clock(self, name: str) -> Path:
         """Wall time of stage `name` at each of its Trainer checkpoints (resumed stages keep counting)."""
         return self.stage(name) / "clock.json"
@@ -125,6 +138,8 @@ class MemberRecord:
     flops_stage: float
     flops_cumulative: float = 0.0  # along the build order; set by `Ledger.add`
     source: str | None = None  # the checkpoint a pretrained first member (`from:`) came from
+    branch_steps: int = 0  # of `steps`, those of the decay branch (lr.across_stages: trunk)
+    virtual_layers: int = 0  # Apollo: layers run beyond the member's own depth, summed over its steps
 
 
 @dataclass

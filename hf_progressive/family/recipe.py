@@ -51,7 +51,11 @@ class MemberSpec:
 @dataclass
 class LRSpec:
     """Max LR per member: listed in the members, or log-linear in parameter count from `smallest` to `largest`,
-    or `fixed` for every member. Each stage warms up then decays (cosine, or WSD) to `min_lr_ratio` x max."""
+    or `fixed` for every member. `across_stages: restart`: each stage warms up then decays (cosine, or WSD) to
+    `min_lr_ratio` x max. `across_stages: trunk` (staged training): one warm-up, then the family's trunk trains at
+    each member's stable max LR across growths (re-warming over `rewarm_ratio` of a stage after each growth); each
+    member is released from a decay branch of `branch_ratio` x its stage's steps, forked off the trunk, and the next
+    member grows from the trunk, not from the annealed member."""
 
     smallest: float | None = 1.5e-3
     largest: float | None = 3.0e-4
@@ -60,6 +64,20 @@ class LRSpec:
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1
     decay_ratio: float = 0.2  # WSD only: fraction of the stage spent decaying
+    across_stages: str = "restart"  # restart | trunk
+    rewarm_ratio: float = 0.02  # trunk only: fraction of a grown stage's trunk steps spent re-warming
+    branch_ratio: float = 0.1  # trunk only: a member's decay branch, as a fraction of its stage's trunk steps
+
+
+@dataclass
+class ApolloSpec:
+    """How a member whose child grows by `+apollo` samples its virtual depths (training/apollo.py): `lvps` (the
+    paper's low-value-prioritized sampling: a hyperbola from `lvps_start` above the depth ratio down to `lvps_end`
+    at its other end) or `uniform` over every depth from its own to its child's."""
+
+    distribution: str = "lvps"
+    lvps_start: float = 0.4
+    lvps_end: float = 0.6
 
 
 @dataclass
@@ -97,6 +115,7 @@ class Recipe:
     data: DataSpec = field(default_factory=DataSpec)
     lr: LRSpec = field(default_factory=LRSpec)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    apollo: ApolloSpec = field(default_factory=ApolloSpec)
     logging_steps: int = 10
     save_steps: int = 200
     eval_steps: int = 100  # validation loss every eval_steps (and at the end): the report's loss-vs-FLOPs curves
@@ -144,7 +163,7 @@ def _validate(recipe: Recipe) -> None:
     validate_batches(recipe)
     _validate_schedule(recipe)
     _validate_optimizer(recipe.optimizer)
-    member_configs(recipe)  # sizes must resolve and grow member to member
+    _validate_apollo(recipe, member_configs(recipe))  # sizes must resolve and grow member to member
 
 
 def _validate_member(k: int, member: MemberSpec) -> None:
@@ -243,6 +262,13 @@ def _validate_schedule(recipe: Recipe) -> None:
     _check(0 <= lr.min_lr_ratio <= 1, "lr.min_lr_ratio", lr.min_lr_ratio, "use a fraction in [0, 1]")
     _check(0 <= lr.warmup_ratio < 1, "lr.warmup_ratio", lr.warmup_ratio, "use a fraction in [0, 1)")
     _check(0 < lr.decay_ratio <= 1, "lr.decay_ratio", lr.decay_ratio, "use a fraction in (0, 1]")
+    _check(lr.across_stages in ("restart", "trunk"), "lr.across_stages", lr.across_stages, "choose restart or trunk")
+    _check(0 <= lr.rewarm_ratio < 1, "lr.rewarm_ratio", lr.rewarm_ratio, "use a fraction in [0, 1)")
+    _check(0 < lr.branch_ratio <= 1, "lr.branch_ratio", lr.branch_ratio, "use a fraction in (0, 1]")
+    lora = [k for k, m in enumerate(recipe.members) if m.train_inherited == "lora"]
+    _check(lr.across_stages != "trunk" or not lora, "lr.across_stages", lr.across_stages,
+           f"member {lora[0] if lora else 0} trains LoRA adapters, and a trunk (which the next member grows from) "
+           "must be whole weights; use restart, or train_inherited: full or frozen")  # fmt: skip
     if lr.fixed is not None:
         _check(lr.fixed > 0, "lr.fixed", lr.fixed, "use a positive learning rate (or remove it)")
     listed = [m.max_lr for m in recipe.members]
@@ -259,6 +285,26 @@ def _validate_schedule(recipe: Recipe) -> None:
         recipe.optimizer.at_growth,
         "choose reset or carry",
     )
+
+
+def _validate_apollo(recipe: Recipe, configs: list) -> None:
+    """`+apollo` needs a deeper child, a parent that trains its full layers, and a distribution that can be drawn."""
+    from ..training.apollo import DISTRIBUTIONS
+
+    spec = recipe.apollo
+    _check(spec.distribution in DISTRIBUTIONS, "apollo.distribution", spec.distribution, "choose lvps or uniform")
+    _check(0 < spec.lvps_end <= 1, "apollo.lvps_end", spec.lvps_end, "use a value in (0, 1]")
+    _check(spec.lvps_start >= 0, "apollo.lvps_start", spec.lvps_start, "use 0 or more")
+    for k in range(1, len(recipe.members)):
+        if parse_method(recipe.members[k].method)[1] != "apollo":
+            continue
+        layers = (configs[k - 1].num_hidden_layers, configs[k].num_hidden_layers)
+        where = f"members[{k}].method"
+        _check(layers[1] > layers[0], where, recipe.members[k].method, f"apollo grows depth, but {layers[0]} -> "
+               f"{layers[1]} layers does not; use identity, or make member {k} deeper")  # fmt: skip
+        inherited = recipe.members[k - 1].train_inherited
+        _check(inherited == "full", f"members[{k - 1}].train_inherited", inherited,
+               f"its stage prepares member {k}'s depth (apollo) by training shared layers; use full")  # fmt: skip
 
 
 def _check(ok: bool, name: str, value, fix: str) -> None:

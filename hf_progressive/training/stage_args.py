@@ -6,6 +6,7 @@ the ledger fields) and what the recipe's `training:` mappings pass straight to t
 per member) is per device, and `gradient_accumulation_steps = batch_size / (micro_batch_size x processes)`."""
 
 import dataclasses
+import math
 import os
 
 import torch
@@ -51,7 +52,15 @@ OWNED = {
     "hub_revision": "hf-progressive push --revision",
     "resume_from_checkpoint": "nothing: rerun the same build-family command and it resumes by itself",
 }
-LEDGER_FIELDS = ("stage_index", "tokens_per_step", "flops_per_token", "tokens_before_stage", "flops_before_stage")
+LEDGER_FIELDS = (
+    "stage_index",
+    "tokens_per_step",
+    "flops_per_token",
+    "tokens_before_stage",
+    "flops_before_stage",
+    "flops_per_added_layer",
+    "apollo_sampler",
+)
 
 
 def check_training_keys(training: dict, where: str) -> None:
@@ -200,6 +209,19 @@ def schedule(recipe, steps: int) -> dict:
     }
 
 
+def stage_schedule(recipe, member) -> dict:
+    """The LR schedule of `member`'s stage. With a decay branch (`lr.across_stages: trunk`): warm up (the first
+    member) or re-warm (a grown one), stay at the max LR for the rest of the trunk, then decay over the branch."""
+    if not member.branch_steps:
+        return schedule(recipe, member.steps)
+    ratio = recipe.lr.rewarm_ratio if member.parent else recipe.lr.warmup_ratio
+    return {
+        "warmup_steps": math.ceil(ratio * member.trunk_steps),
+        "lr_scheduler_type": "warmup_stable_decay",
+        "lr_scheduler_kwargs": {"num_decay_steps": member.branch_steps, "min_lr_ratio": recipe.lr.min_lr_ratio},
+    }
+
+
 def training_options(recipe, index: int, overrides: dict | None = None) -> dict:
     """The Trainer options of member `index`: the recipe's `training:`, the member's, then `overrides`
     (build-family --training), later ones winning; bf16 mixed precision on a GPU that has it unless they choose."""
@@ -236,12 +258,14 @@ def stage_arguments(plan, member, output_dir: str, processes: int, overrides: di
         "eval_strategy": "steps",
         "eval_steps": recipe.eval_steps,
         "use_cpu": not torch.cuda.is_available(),
-        **schedule(recipe, member.steps),
+        **stage_schedule(recipe, member),
         "stage_index": member.index,
         "tokens_per_step": recipe.batch_size * recipe.seq_len,
         "flops_per_token": member.flops_per_token,
         "tokens_before_stage": sum(m.stage_tokens for m in plan.members[: member.index]) if previous else 0,
         "flops_before_stage": previous.cumulative_flops if previous else 0.0,
+        "flops_per_added_layer": member.flops_per_added_layer,
+        "apollo_sampler": dataclasses.asdict(member.apollo) if member.apollo else None,
         "optimizer_at_growth": recipe.optimizer.at_growth,
         "ddp_find_unused_parameters": False,
     }
@@ -264,6 +288,7 @@ __all__ = [
     "micro_batch_size",
     "schedule",
     "stage_arguments",
+    "stage_schedule",
     "training_options",
     "validate_batches",
 ]

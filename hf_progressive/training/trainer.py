@@ -14,6 +14,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging
 
 from ..utils.io import storage_errors, write_json
+from .apollo import DepthSampler, virtual_depth
 from .optim import GrownAdamW
 
 
@@ -43,6 +44,10 @@ class ProgressiveTrainingArguments(TrainingArguments):
     optimizer_at_growth (`str`, defaults to `"reset"`): `"reset"` starts AdamW fresh; `"carry"` maps the parent's
         moments through the growth's index maps, scaled per copy (`expansion.operators.carry_tensor`), and trains
         with `training.optim.GrownAdamW` so fresh coordinates start as a fresh AdamW's.
+    apollo_sampler (`dict`, *optional*): the fields of a `training.apollo.DepthSampler`: each optimizer step runs
+        the decoder at the virtual depth it draws for that step, over shared layers (Apollo). None: own depth.
+    flops_per_added_layer (`float`, defaults to `0.0`): training FLOPs per token of each virtual layer beyond the
+        model's own depth (the ledger counts the depth each step ran).
 
     Defaults that differ from `TrainingArguments`: `train_sampling_strategy="sequential"` (each stage reads exactly
     its token window, in order), `lr_scheduler_type="cosine_with_min_lr"`, `save_strategy="steps"`,
@@ -55,6 +60,8 @@ class ProgressiveTrainingArguments(TrainingArguments):
     tokens_before_stage: int = field(default=0, metadata={"help": "Tokens the family consumed before this stage."})
     flops_before_stage: float = field(default=0.0, metadata={"help": "FLOPs the family spent before this stage."})
     optimizer_at_growth: str = field(default="reset", metadata={"help": "reset or carry (AdamW moments)."})
+    apollo_sampler: dict | str | None = field(default=None, metadata={"help": "Apollo's DepthSampler fields."})
+    flops_per_added_layer: float = field(default=0.0, metadata={"help": "FLOPs per token of a virtual layer."})
     train_sampling_strategy: str = field(default="sequential", metadata={"help": "Sampler for training."})
     lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Per-stage LR schedule."})
     save_strategy: str = field(default="steps", metadata={"help": "Checkpoint every save_steps (for resume)."})
@@ -95,6 +102,25 @@ class ProgressiveTrainer(Trainer):
     def __init__(self, *args, carried_optimizer_state: dict[str, dict] | None = None, **kwargs):
         self.carried_optimizer_state = carried_optimizer_state
         super().__init__(*args, **kwargs)
+        sampler = self.args.apollo_sampler
+        self.depths = DepthSampler(**json.loads(sampler) if isinstance(sampler, str) else sampler) if sampler else None
+        self._added = (0, 0)  # (step, virtual layers added before it): the ledger's running sum
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """One micro-batch; with Apollo, at the virtual depth drawn for this optimizer step (every micro-batch of a
+        step, and every process, draws the same one: it is keyed by the step)."""
+        if self.depths is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        with virtual_depth(model, self.depths.depth(self.state.global_step)):
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    def virtual_flops(self, step: int) -> float:
+        """FLOPs of the virtual layers (Apollo) run in this stage's first `step` optimizer steps."""
+        if self.depths is None:
+            return 0.0
+        last, added = self._added if self._added[0] <= step else (0, 0)
+        self._added = (step, added + self.depths.added_layers(last, step))
+        return self._added[1] * self.args.flops_per_added_layer * self.args.tokens_per_step
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.carried_optimizer_state and self.optimizer is None:
@@ -122,7 +148,8 @@ class ProgressiveTrainer(Trainer):
         logs = {**logs, "stage": args.stage_index}
         if args.tokens_per_step:
             logs["tokens"] = args.tokens_before_stage + step * args.tokens_per_step
-            logs["cumulative_flops"] = args.flops_before_stage + step * args.tokens_per_step * args.flops_per_token
+            own = step * args.tokens_per_step * args.flops_per_token
+            logs["cumulative_flops"] = args.flops_before_stage + own + self.virtual_flops(step)
         super().log(logs, start_time)
 
 
