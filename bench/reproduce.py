@@ -1,25 +1,26 @@
 """Benchmark: the paper's headline comparison (Yano et al. 2025, Tables 1-3) at CPU scale on the shared Gutenberg
-corpus, made fair. One family of 4 members (each ~2x the previous), arms built from the same recipe and data order:
+corpus, made fair. One family of 4 members (each ~2x the previous, depth 1 -> 2 -> 3 -> 4, so every growth is a
+depth growth Apollo can prepare), arms built from the same recipe and data order:
 
-    independent          every member from scratch on its own 2x-Chinchilla budget
-    progressive          grown member to member (function_preserving+identity, AdamW reset at growth)
-    progressive_fixed_data  as progressive, unique data capped at the largest member's budget
-    progressive_carry    as progressive, AdamW moments carried through the growth (per-copy scaled)
-    progressive_fpi      as progressive, with fpi+identity (copies with paired noise) instead of fresh units
+    independent               every member from scratch on its own budget (cosine per member)
+    progressive               grown member to member (function_preserving+identity, AdamW reset at growth)
+    progressive_trunk         as progressive, on the trunk schedule (lr.across_stages: trunk; decay branches)
+    progressive_apollo        as progressive, each member trained with Apollo's virtual depths, grown by +apollo
+    progressive_apollo_trunk  both
+    progressive_fixed_data, progressive_carry, progressive_fpi   earlier variants (see --variants)
 
-Every arm gets the same tuning: the max LR decays log-linearly with size from 4e-3 (the first member, identical in
-every arm) to `largest`, and `largest` is swept over the same grid for every `--tuned` arm and chosen per arm by the
-mean validation loss of its grown members (members 1-3) at seed 0. The best setting of each tuned arm then runs at
-`--seeds` seeds (model init and growth noise; the data order is fixed), and the `--variants` run at the progressive
-arm's chosen LR and the same seeds. Tables show means over seeds with their spread (min..max), and paired
-differences (same seed) with theirs. For every run: per-member validation loss, FLOPs, adjacent KL both ways.
+Every arm gets the same tuning: the max LR decays log-linearly with size from 4e-3 (the first member) to `largest`,
+swept over the same grid for every `--tuned` arm, and chosen per arm by the mean loss of its grown members (1-3) at
+seed 0 on the *selection* split: training-stream documents held out of training (data.validation: holdout). The
+tables report the *validation* split (validation.jsonl), which selection never sees. The chosen setting of each arm
+then runs at `--seeds` seeds (init and growth noise; the data order is fixed). Tables show seed means with their
+spread (min..max) and paired differences (same seed); adjacent KL is measured on the selection split.
 
-    python bench/reproduce.py --quick              # 8 tokens/param: grid of 3 x 2 arms, 3 seeds (~50 min)
-    python bench/reproduce.py --tuned progressive --lr-grid 2.5e-3 --seeds 1
-                                                   # 40 tokens/param: variants vs progressive at one setting
+    python bench/reproduce.py --quick --work W    # 8 tokens/param, every arm
+    python bench/reproduce.py --work W            # 40 tokens/param (2x Chinchilla, the paper's budget): hours
 
-Runs go `--jobs` at a time as separate processes with one thread each (on 2 cores two one-thread runs train ~1.3x
-more tokens per second than one two-thread run for models this small); every run's wall time is its own.
+Runs go `--jobs` at a time as separate processes with one thread each. Everything is resumable: a finished run is
+skipped, an interrupted one continues from its last checkpoint, so rerun the same command after any stop.
 """
 
 import argparse
@@ -45,10 +46,18 @@ ARMS = {  # name: (mode, recipe overrides)
     "progressive_fixed_data": ("progressive_fixed_data", {}),
     "progressive_carry": ("progressive", {"optimizer": {"at_growth": "carry"}}),
     "progressive_fpi": ("progressive", {"method": "fpi+identity"}),
+    "progressive_trunk": ("progressive", {"lr": {"across_stages": "trunk"}}),
+    "progressive_apollo": ("progressive", {"method": "function_preserving+apollo"}),
+    "progressive_apollo_trunk": (
+        "progressive",
+        {"method": "function_preserving+apollo", "lr": {"across_stages": "trunk"}},
+    ),
 }
+TUNED = "independent,progressive,progressive_trunk,progressive_apollo,progressive_apollo_trunk"
 LR_GRID = (1.5e-3, 2.5e-3, 4.0e-3)  # lr.largest; 4e-3 = no decay with size
 # (hidden_size, num_hidden_layers, intermediate_size); head_dim 16, one kv head per query head, tied embeddings.
-SHAPES = [(32, 2, 88), (48, 2, 128), (64, 2, 176), (80, 3, 216)]
+SHAPES = [(32, 1, 96), (48, 2, 128), (64, 3, 176), (80, 4, 216)]
+HOLDOUT = 165  # training documents held out for LR selection (as many as validation.jsonl holds)
 LR = {"smallest": 4.0e-3, "largest": 1.5e-3}  # `largest` is replaced by each run's grid value
 TARGETS = {"flops_ratio": 0.75, "loss_margin": 0.01}
 
@@ -72,7 +81,8 @@ def recipe_dict(data: Path, quick: bool, method: str = "function_preserving+iden
         "tokenizer": {"train_bpe": True, "bpe_training_chars": 4_000_000},
         "data": {
             "train": str(data / "train.jsonl"),
-            "validation": str(data / "validation.jsonl"),
+            "validation": "holdout",
+            "holdout_documents": HOLDOUT,
             "validation_blocks": 128 if quick else 256,
         },  # fmt: skip
         "lr": {**LR, "schedule": "cosine", "warmup_ratio": 0.05, "min_lr_ratio": 0.1},
@@ -95,8 +105,8 @@ def arm_recipe(work: Path, arm: str, largest: float, seed: int):
     spec = yaml.safe_load((work / "recipe.yaml").read_text())
     overrides = dict(ARMS[arm][1])
     if "method" in overrides:
-        method = overrides.pop("method")
-        spec["members"] = [spec["members"][0]] + [{**m, "method": method} for m in spec["members"][1:]]
+        method, members = overrides.pop("method"), spec["members"]
+        spec["members"] = [members[0]] + [{**m, "method": method} for m in members[1:]]
     for key, value in overrides.items():
         spec[key] = {**spec[key], **value}
     spec["lr"] = {**spec["lr"], "largest": largest}
@@ -113,8 +123,31 @@ def run_arm(work: Path, arm: str, largest: float, seed: int) -> None:
     from hf_progressive.family.builder import build_family
 
     out = work / run_name(arm, largest, seed)  # every run reads the one token store in work/data (data.prepared)
-    build_family(arm_recipe(work, arm, largest, seed), out, ARMS[arm][0])
+    recipe = arm_recipe(work, arm, largest, seed)
+    build_family(recipe, out, ARMS[arm][0])
     family_consistency(out, max_blocks=256)
+    report = Path(recipe.data.train).parent / "validation.jsonl"
+    blocks = recipe.data.validation_blocks
+    (work / f"{out.name}.validation.json").write_text(json.dumps(validation_losses(out, report, blocks), indent=1))
+
+
+def validation_losses(out: Path, source: Path, max_blocks: int) -> dict[str, float]:
+    """Each member's mean next-token loss on `source` (the report split, never used for selection), packed into
+    blocks of the family's seq_len with its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hf_progressive.data.blocks import held_out_blocks
+
+    ledger, paths = Ledger.read(out), FamilyPaths(out)
+    losses = {}
+    for name in ledger.members:
+        blocks = held_out_blocks(paths.member(name), str(source), ledger.seq_len, max_blocks)
+        model = AutoModelForCausalLM.from_pretrained(paths.member(name)).eval()
+        with torch.no_grad():
+            total = sum(model(part, labels=part).loss.item() * len(part) for part in blocks.split(32))
+        losses[name] = total / len(blocks)
+    return losses
 
 
 def prepare(work: Path) -> None:
@@ -151,13 +184,15 @@ def launch(work: Path, runs: list[tuple[str, float, int]], jobs: int, quick: boo
 
 
 def run_summary(out: Path) -> dict:
-    """One built run: member losses, FLOPs, adjacent KL and wall time."""
+    """One built run: member losses on the report split (`val_loss`) and the selection split (`select_loss`),
+    FLOPs, adjacent KL and wall time."""
     ledger = Ledger.read(out)
     kl = json.loads(FamilyPaths(out).consistency.read_text())
     names = list(ledger.members)
     adjacent = [p for p in kl["pairs"] if names.index(p["b"]) == names.index(p["a"]) + 1]
     return {
-        "val_loss": {n: r.val_loss for n, r in ledger.members.items()},
+        "val_loss": json.loads((out.parent / f"{out.name}.validation.json").read_text()),
+        "select_loss": {n: r.val_loss for n, r in ledger.members.items()},
         "flops": ledger.totals["flops"],
         "adjacent_kl": [
             {"pair": f"{p['a']}-{p['b']}", "small_big": p["kl_a_b"], "big_small": p["kl_b_a"], "mean": p["kl_mean"]}
@@ -168,9 +203,10 @@ def run_summary(out: Path) -> dict:
     }
 
 
-def grown_mean(row: dict) -> float:
-    """The tuning criterion: mean validation loss of the grown members (all but the first, identical in every arm)."""
-    losses = list(row["val_loss"].values())[1:]
+def grown_mean(row: dict, split: str = "select_loss") -> float:
+    """The tuning criterion: mean selection-split loss of the grown members (all but the first, whose training is
+    the same in every progressive arm)."""
+    losses = list(row[split].values())[1:]
     return sum(losses) / len(losses)
 
 
@@ -330,10 +366,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="folder with train.jsonl and validation.jsonl")
     parser.add_argument("--quick", action="store_true", help="8 tokens per parameter instead of 40")
     parser.add_argument("--jobs", type=int, default=2, help="runs built at once (one thread each when > 1)")
-    parser.add_argument("--tuned", default="independent,progressive", help="arms swept over --lr-grid")
-    parser.add_argument("--variants", default="progressive_carry,progressive_fpi", help="arms at progressive's LR")
+    parser.add_argument("--tuned", default=TUNED, help="arms swept over --lr-grid, each at its own best")
+    parser.add_argument("--variants", default="", help="arms run at progressive's LR (e.g. progressive_carry)")
     parser.add_argument("--lr-grid", default=",".join(f"{v:g}" for v in LR_GRID), help="lr.largest values")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds for each chosen setting (the grid runs seed 0)")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds for each chosen setting (the grid runs seed 0)")
     parser.add_argument("--report-only", action="store_true", help="re-summarize runs already built in --work")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: build one run in this process
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)

@@ -34,6 +34,7 @@ def test_reproduction_recipe_is_a_family_of_doubling_members(tmp_path, quick):
 def _run(delta: float, kl_mean: float, flops: float) -> dict:
     return {
         "val_loss": {"m0": 5.0, "m1": 4.5 + delta},
+        "select_loss": {"m0": 5.1, "m1": 4.6 + delta},
         "flops": flops,
         "adjacent_kl": [{"pair": "m0-m1", "small_big": kl_mean, "big_small": kl_mean, "mean": kl_mean}],
         "mean_adjacent_kl": kl_mean,
