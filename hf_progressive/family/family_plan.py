@@ -84,26 +84,20 @@ def plan_family(recipe: Recipe, mode: str | None = None, max_steps: int | None =
     mode = mode or recipe.mode
     configs = member_configs(recipe)
     counts = [parameter_counts(config) for config in configs]
-    totals = [c["total"] for c in counts]
-    multiples = [m.tokens_per_param or recipe.tokens_per_param for m in recipe.members]
-    if recipe.members[0].pretrained and recipe.members[0].tokens_per_param is None:
-        multiples[0] = 0.0  # a pretrained first member trains only on a budget the recipe gives it
-    budgets = token_budgets(totals, multiples)
+    budgets = _budgets(recipe, totals := [c["total"] for c in counts])
     tokens_per_step = recipe.batch_size * recipe.seq_len
     steps = [_steps(k, t, tokens_per_step) for k, t in enumerate(stage_tokens(totals, budgets, mode))]
-    steps = [min(s, max_steps) for s in steps] if max_steps else steps
-    branches = [_branch_steps(recipe, mode, s) for s in steps]
-    steps = [s + b for s, b in zip(steps, branches, strict=True)]
-    budget_blocks = [round(budget / recipe.seq_len) for budget in budgets]
-    windows = stage_windows([s * recipe.batch_size for s in steps], budget_blocks, mode)
-    lrs = _max_lrs(recipe, totals)
+    branches = [_branch_steps(recipe, mode, min(s, max_steps or s)) for s in steps]
+    steps = [min(s, max_steps or s) + b for s, b in zip(steps, branches, strict=True)]
+    blocks = [round(budget / recipe.seq_len) for budget in budgets]
+    windows, lrs = stage_windows([s * recipe.batch_size for s in steps], blocks, mode), _max_lrs(recipe, totals)
     members, cumulative = [], 0.0
     for k, config in enumerate(configs):
         per_token, added = flops_per_token(config, recipe.seq_len), flops_per_added_layer(config, recipe.seq_len)
         apollo = _depth_sampler(recipe, mode, configs, k, steps[k] - branches[k])
         stage_flops = (per_token * steps[k] + added * (apollo.added_layers(0, steps[k]) if apollo else 0)) * (
             tokens_per_step
-        )
+        )  # with the virtual layers each step runs beyond the member's own depth (Apollo)
         cumulative += stage_flops
         grown = mode != "independent" and k > 0
         members.append(
@@ -129,6 +123,14 @@ def plan_family(recipe: Recipe, mode: str | None = None, max_steps: int | None =
             )
         )
     return FamilyPlan(recipe, mode, members)
+
+
+def _budgets(recipe: Recipe, totals: list[int]) -> list[float]:
+    """D_k per member; a pretrained first member trains only on a budget the recipe gives it."""
+    multiples = [m.tokens_per_param or recipe.tokens_per_param for m in recipe.members]
+    if recipe.members[0].pretrained and recipe.members[0].tokens_per_param is None:
+        multiples[0] = 0.0
+    return token_budgets(totals, multiples)
 
 
 def _branch_steps(recipe: Recipe, mode: str, trunk_steps: int) -> int:
@@ -205,6 +207,8 @@ def format_plan(plan: FamilyPlan) -> str:
     for m in plan.members:
         source = plan.recipe.members[m.index].pretrained
         origin = f"{m.parent} / {m.method}" if m.parent else f"from {source}" if source else "from scratch"
+        origin += f"; decay branch {m.branch_steps} steps" if m.branch_steps else ""
+        origin += f"; virtual depths {m.apollo.layers}-{m.apollo.max_layers} (apollo)" if m.apollo else ""
         lines.append(
             f"{m.name:<16}{_si(m.params['total']):>9}{_si(m.params['non_embedding']):>9}"
             f"{_si(m.budget_tokens):>9}{_si(m.stage_tokens):>9}{m.steps:>7}{m.max_lr:>9.2e}"

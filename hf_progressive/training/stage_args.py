@@ -231,6 +231,20 @@ def training_options(recipe, index: int, overrides: dict | None = None) -> dict:
     return {"bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(), **chosen}
 
 
+def _ledger_fields(plan, member) -> dict:
+    """What places the stage in the family's ledger: tokens and FLOPs before it, FLOPs per token, Apollo's depths."""
+    previous = plan.members[member.index - 1] if member.index and plan.mode != "independent" else None
+    return {
+        "stage_index": member.index,
+        "tokens_per_step": plan.recipe.batch_size * plan.recipe.seq_len,
+        "flops_per_token": member.flops_per_token,
+        "tokens_before_stage": sum(m.stage_tokens for m in plan.members[: member.index]) if previous else 0,
+        "flops_before_stage": previous.cumulative_flops if previous else 0.0,
+        "flops_per_added_layer": member.flops_per_added_layer,
+        "apollo_sampler": dataclasses.asdict(member.apollo) if member.apollo else None,
+    }
+
+
 def stage_arguments(plan, member, output_dir: str, processes: int, overrides: dict | None = None, **extra):
     """`ProgressiveTrainingArguments` of `member` (a `family.MemberPlan`) of `plan`; `extra` are further
     Trainer options the caller decides (report_to, ...). Type errors in `training:` are one line."""
@@ -239,7 +253,6 @@ def stage_arguments(plan, member, output_dir: str, processes: int, overrides: di
     from .trainer import ProgressiveTrainingArguments
 
     recipe = plan.recipe
-    previous = plan.members[member.index - 1] if member.index and plan.mode != "independent" else None
     micro = micro_batch_size(recipe, member.index)
     owned = {
         "output_dir": output_dir,
@@ -259,13 +272,7 @@ def stage_arguments(plan, member, output_dir: str, processes: int, overrides: di
         "eval_steps": recipe.eval_steps,
         "use_cpu": not torch.cuda.is_available(),
         **stage_schedule(recipe, member),
-        "stage_index": member.index,
-        "tokens_per_step": recipe.batch_size * recipe.seq_len,
-        "flops_per_token": member.flops_per_token,
-        "tokens_before_stage": sum(m.stage_tokens for m in plan.members[: member.index]) if previous else 0,
-        "flops_before_stage": previous.cumulative_flops if previous else 0.0,
-        "flops_per_added_layer": member.flops_per_added_layer,
-        "apollo_sampler": dataclasses.asdict(member.apollo) if member.apollo else None,
+        **_ledger_fields(plan, member),
         "optimizer_at_growth": recipe.optimizer.at_growth,
         "ddp_find_unused_parameters": False,
     }
