@@ -29,8 +29,9 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
-# the paper's comparison on ../shared/data/gutenberg (bench/reproduce.py), every tuned arm over one LR grid, 3 seeds:
-# quick (8 tokens/param) ~55 min on 2 CPU cores; full (40 tokens/param) ~4.5 h
+# the paper's comparison on ../shared/data/gutenberg (bench/reproduce.py): 5 arms (independent, progressive, trunk,
+# apollo, apollo+trunk), each over one LR grid, then 2 seeds; resumable (rerun after any stop).
+# quick (8 tokens/param) ~2 h on 2 CPU cores; full (40 tokens/param) ~10 h
 bench-quick: $(STAMP)
 	$(BIN)/python bench/reproduce.py --quick
 

@@ -6,10 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from testing_utils import tiny_recipe_data
+from testing_utils import BIG, SMALL, tiny_recipe_data
 from transformers import AutoModelForCausalLM
 
 from hf_progressive.cli import main
@@ -65,11 +66,23 @@ def _launch(recipe, out, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=Path(out).parent, timeout=600)
 
 
-def test_two_processes_with_accumulation_match_one_process_with_the_full_batch(tmp_path):
+SEEDS = {  # the plain family, and Apollo's shared virtual layers (DDP hooks see a layer used twice) with a trunk
+    "plain": {},
+    "apollo+trunk": {
+        "members": [SMALL, {**BIG, "method": "function_preserving+apollo"}],
+        "apollo": {"distribution": "uniform"},
+        "lr": {"fixed": 1e-2, "warmup_ratio": 0.0, "across_stages": "trunk", "branch_ratio": 0.5},
+    },
+}
+
+
+@pytest.mark.parametrize("case", SEEDS)
+def test_two_processes_with_accumulation_match_one_process_with_the_full_batch(tmp_path, case):
     """2 processes x micro-batch 2 x 4 accumulation steps == 1 process x batch 16 (SGD: the update is linear in the
     gradient, so fp32 summation order is all that differs)."""
     recipe = tiny_recipe_data(name="acc", batch_size=16, micro_batch_size=2, training={"optim": "sgd"})
     recipe["lr"] = {"fixed": 1e-2, "warmup_ratio": 0.0}
+    recipe.update(SEEDS[case])
     (tmp_path / "acc.yaml").write_text(yaml.safe_dump(recipe))
     result = _launch(tmp_path / "acc.yaml", tmp_path / "two", "--max-steps-per-stage", "2")
     assert result.returncode == 0, result.stderr[-3000:]
