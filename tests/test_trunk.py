@@ -148,3 +148,13 @@ def test_resume_matches_the_uninterrupted_build(apollo_family, tmp_path, until, 
             expected.flops_stage,
             expected.virtual_layers,
         )
+
+
+def test_member_cards_say_how_the_member_was_trained(apollo_family):
+    from hf_progressive.hub.cards import member_card, repo_ids
+
+    _, out, ledger = apollo_family
+    ids = repo_ids(out, "org")
+    first, second = (member_card(out, name, ids).text for name in ledger.members)
+    assert "Released from a decay branch: the last 2 of its steps" in first and "Apollo's shared layers" in first
+    assert "Released from a decay branch" in second and "Apollo" not in second.split("## How it was made")[1]

@@ -48,7 +48,7 @@ class GrowArguments:
         default=DEFAULT_WIDTH,
         metadata={
             "help": "WIDTH, DEPTH or WIDTH+DEPTH. Width: function_preserving, fpi, aki, hypercloning; depth: "
-            "identity, interpolate, stack (e.g. fpi+stack)."
+            "identity, interpolate, stack, apollo (= interpolate for one checkpoint; e.g. fpi+stack)."
         },
     )
     seed: int = field(default=0, metadata={"help": "Seeds every random choice and draw."})
