@@ -54,7 +54,7 @@ ARMS = {  # name: (mode, recipe overrides)
     ),
 }
 TUNED = "independent,progressive,progressive_trunk,progressive_apollo,progressive_apollo_trunk"
-LR_GRID = (1.5e-3, 2.5e-3, 4.0e-3)  # lr.largest; 4e-3 = no decay with size
+LR_GRID = (1.5e-3, 2.5e-3, 4.0e-3, 6.0e-3)  # lr.largest; 4e-3 = no decay with size, 6e-3 = rising with size
 # (hidden_size, num_hidden_layers, intermediate_size); head_dim 16, one kv head per query head, tied embeddings.
 SHAPES = [(32, 1, 96), (48, 2, 128), (64, 3, 176), (80, 4, 216)]
 HOLDOUT = 165  # training documents held out for LR selection (as many as validation.jsonl holds)
