@@ -158,3 +158,20 @@ def test_member_cards_say_how_the_member_was_trained(apollo_family):
     first, second = (member_card(out, name, ids).text for name in ledger.members)
     assert "Released from a decay branch: the last 2 of its steps" in first and "Apollo's shared layers" in first
     assert "Released from a decay branch" in second and "Apollo" not in second.split("## How it was made")[1]
+
+
+@pytest.mark.parametrize(
+    "lr, members, match",
+    [
+        ({"across_stages": "wsd"}, None, r"lr.across_stages='wsd': choose restart or trunk"),
+        ({"rewarm_ratio": 1.0}, None, r"lr.rewarm_ratio=1.0: use a fraction in \[0, 1\)"),
+        ({"branch_ratio": 0}, None, r"lr.branch_ratio=0: use a fraction in \(0, 1\]"),
+        ({"across_stages": "trunk"}, [SMALL, {**BIG, "train_inherited": "lora"}],
+         r"lr.across_stages='trunk': member 1 trains LoRA adapters, and a trunk .* must be whole weights"),
+    ],
+)  # fmt: skip
+def test_trunk_options_are_refused_in_one_line(tmp_path, lr, members, match):
+    from hf_progressive.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=match):
+        tiny_recipe(tmp_path, lr=lr, **({"members": members} if members else {}))
