@@ -286,7 +286,7 @@ class _StageRun:
             source=self.spec.pretrained if self.member.index == 0 else None,
             flops_stage=usage["flops_per_token"] * tokens + trainer.virtual_flops(steps),
             branch_steps=member.branch_steps,
-            virtual_layers=member.apollo.added_layers(0, steps) if member.apollo else 0,
+            virtual_layers=trainer.virtual_layers(steps),
             **usage,
         )
 

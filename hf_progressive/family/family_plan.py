@@ -47,11 +47,6 @@ class MemberPlan:
     def trunk_steps(self) -> int:
         return self.steps - self.branch_steps
 
-    @property
-    def apollo_layers(self) -> int:
-        """Virtual layers run beyond the member's own depth, summed over the stage's steps."""
-        return self.apollo.added_layers(0, self.steps) if self.apollo else 0
-
 
 @dataclass(frozen=True)
 class FamilyPlan:

@@ -114,13 +114,18 @@ class ProgressiveTrainer(Trainer):
         with virtual_depth(model, self.depths.depth(self.state.global_step)):
             return super().training_step(model, inputs, num_items_in_batch)
 
-    def virtual_flops(self, step: int) -> float:
-        """FLOPs of the virtual layers (Apollo) run in this stage's first `step` optimizer steps."""
+    def virtual_layers(self, step: int) -> int:
+        """Layers run beyond the model's own depth (Apollo) in this stage's first `step` optimizer steps: a running
+        sum, so the log lines of a long stage do not redraw every earlier step."""
         if self.depths is None:
-            return 0.0
+            return 0
         last, added = self._added if self._added[0] <= step else (0, 0)
         self._added = (step, added + self.depths.added_layers(last, step))
-        return self._added[1] * self.args.flops_per_added_layer * self.args.tokens_per_step
+        return self._added[1]
+
+    def virtual_flops(self, step: int) -> float:
+        """FLOPs of the virtual layers (Apollo) run in this stage's first `step` optimizer steps."""
+        return self.virtual_layers(step) * self.args.flops_per_added_layer * self.args.tokens_per_step
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.carried_optimizer_state and self.optimizer is None:
