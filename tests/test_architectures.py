@@ -13,7 +13,7 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
-from testing_utils import TINY, expected_preserving, float64_rms_norm, gradients, randomize_
+from testing_utils import TINY, carried_and_true, expected_preserving, float64_rms_norm, randomize_
 
 from hf_progressive import ExpansionError
 from hf_progressive.expansion.operators import fresh_entries
@@ -291,16 +291,10 @@ def test_carried_moments_are_the_grown_models_true_gradient(model_type, method):
     its gradient on a batch, the carried exp_avg of every copied entry is the grown model's own autograd gradient on
     that batch (float64), and exp_avg_sq its square. Entries the carry restarts (fresh ones, and Qwen3's q/k
     projections under head_dim growth, whose gradient is no rescaling of the parent's) hold zero moments."""
-    from hf_progressive.expansion.operators import carry_state_dict
-
     sizes = {"hidden_size": 64, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 16}
     with float64_rms_norm():
         small = source(model_type, "head_dim x2", torch.float64)
-        grads = gradients(small, IDS)
-        state = {n: {"step": torch.tensor(5.0), "exp_avg": g, "exp_avg_sq": g * g} for n, g in grads.items()}
-        big = grow(small, sizes, method)
-        carried = carry_state_dict(state, big.growth_plan)
-        true = gradients(big, IDS)
+        big, carried, true = carried_and_true(small, lambda model: grow(model, sizes, method), IDS)
     checked = 0
     for name, grad in true.items():
         copied = ~carried[name].get("fresh", fresh_entries(name, big.growth_plan))  # restarted entries: zero moments

@@ -14,7 +14,7 @@ import math
 
 import pytest
 import torch
-from testing_utils import float64_rms_norm, gradients, tiny_model
+from testing_utils import carried_and_true, float64_rms_norm, tiny_model
 
 from hf_progressive import ProgressiveLlamaConfig, ProgressiveLlamaForCausalLM
 from hf_progressive.expansion.operators import carry_state_dict, carry_tensor, fresh_entries
@@ -60,11 +60,7 @@ def test_carried_moments_are_the_grown_models_true_gradient(method, sizes, tied)
     with float64_rms_norm():
         small = tiny_model(dtype=torch.float64, tie_word_embeddings=tied)
         ids = _batch(small.config.vocab_size)
-        grads = gradients(small, ids)
-        state = {n: {"step": torch.tensor(5.0), "exp_avg": g, "exp_avg_sq": g * g} for n, g in grads.items()}
-        big = _grow(small, method, sizes)
-        carried = carry_state_dict(state, big.growth_plan)
-        true = gradients(big, ids)
+        big, carried, true = carried_and_true(small, lambda model: _grow(model, method, sizes), ids)
     checked = 0
     for name, grad in true.items():
         if name not in carried:  # an inserted identity block: a fresh AdamW state

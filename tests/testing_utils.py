@@ -155,6 +155,17 @@ def gradients(model, ids) -> dict[str, torch.Tensor]:
     return {name: param.grad.clone() for name, param in model.named_parameters()}
 
 
+def carried_and_true(small, grow, ids):
+    """The carry's oracle: AdamW moments made from `small`'s gradient on `ids` (exp_avg g, exp_avg_sq g², step 5),
+    carried through the plan of `big = grow(small)`, and `big`'s own gradient on `ids`: (big, carried, true)."""
+    from hf_progressive.expansion.operators import carry_state_dict
+
+    grads = gradients(small, ids)
+    state = {name: {"step": torch.tensor(5.0), "exp_avg": g, "exp_avg_sq": g * g} for name, g in grads.items()}
+    big = grow(small)
+    return big, carry_state_dict(state, big.growth_plan), gradients(big, ids)
+
+
 def assert_logits_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, label: str = "") -> None:
     """Fail with the max and mean |difference| when logits differ by more than `atol`."""
     diff = (actual.double() - expected.double()).abs()
