@@ -10,11 +10,13 @@ depth growth Apollo can prepare), arms built from the same recipe and data order
     progressive_fixed_data, progressive_carry, progressive_fpi   earlier variants (see --variants)
 
 Every arm gets the same tuning: the max LR decays log-linearly with size from 4e-3 (the first member) to `largest`,
-swept over the same grid for every `--tuned` arm, and chosen per arm by the mean loss of its grown members (1-3) at
-seed 0 on the *selection* split: training-stream documents held out of training (data.validation: holdout). The
-tables report the *validation* split (validation.jsonl), which selection never sees. The chosen setting of each arm
-then runs at `--seeds` seeds (init and growth noise; the data order is fixed). Tables show seed means with their
-spread (min..max) and paired differences (same seed); adjacent KL is measured on the selection split.
+and every `--tuned` arm searches the same ladder of `largest` values with the same rule: start at two rungs
+(`--lr-start`), and while the best rung tried is at an end of those tried, add the next rung outward, so each arm's
+choice is bracketed (or sits at the ladder's end). The criterion is the mean loss of the grown members (1-3) at seed 0
+on the *selection* split: training-stream documents held out of training (data.validation: holdout). The tables
+report the *validation* split (validation.jsonl), which selection never sees. An arm's choice, once bracketed, runs
+at `--seeds` seeds (init and growth noise; the data order is fixed) while other arms still search. Tables show seed
+means with their spread (min..max) and paired differences (same seed); adjacent KL is measured on the selection split.
 
     python bench/reproduce.py --quick --work W    # 8 tokens/param, every arm
     python bench/reproduce.py --work W            # 40 tokens/param (2x Chinchilla, the paper's budget): hours
@@ -54,7 +56,8 @@ ARMS = {  # name: (mode, recipe overrides)
     ),
 }
 TUNED = "independent,progressive,progressive_trunk,progressive_apollo,progressive_apollo_trunk"
-LR_GRID = (1.5e-3, 2.5e-3, 4.0e-3, 6.0e-3)  # lr.largest; 4e-3 = no decay with size, 6e-3 = rising with size
+LR_GRID = (1.5e-3, 2.5e-3, 4.0e-3, 6.0e-3, 9.0e-3)  # the ladder of lr.largest; 4e-3 = no decay with size
+LR_START = (4.0e-3, 6.0e-3)  # the rungs every tuned arm runs first (the quick budget's optimum was at or above 6e-3)
 # (hidden_size, num_hidden_layers, intermediate_size); head_dim 16, one kv head per query head, tied embeddings.
 SHAPES = [(32, 1, 96), (48, 2, 128), (64, 3, 176), (80, 4, 216)]
 HOLDOUT = 165  # training documents held out for LR selection (as many as validation.jsonl holds)
@@ -203,6 +206,12 @@ def run_summary(out: Path) -> dict:
     }
 
 
+def built_summary(work: Path, run: tuple[str, float, int]) -> dict | None:
+    """`run_summary` of a finished run (its report-split losses written, the last step of `run_arm`), else None."""
+    out = work / run_name(*run)
+    return run_summary(out) if (work / f"{out.name}.validation.json").exists() else None
+
+
 def grown_mean(row: dict, split: str = "select_loss") -> float:
     """The tuning criterion: mean selection-split loss of the grown members (all but the first, whose training is
     the same in every progressive arm)."""
@@ -216,7 +225,41 @@ def best_lr(runs: dict[tuple[str, float, int], dict], arm: str) -> float:
     return min(tried, key=lambda largest: grown_mean(tried[largest]))
 
 
+def next_rung(runs: dict[tuple[str, float, int], dict], arm: str, ladder: list[float]) -> float | None:
+    """The ladder value `arm` should try next: one rung beyond its best when the best is the lowest or highest value
+    tried so far; None once the best is bracketed or at the ladder's end."""
+    tried = sorted(largest for a, largest, seed in runs if a == arm and seed == 0)
+    best, ladder = best_lr(runs, arm), sorted(ladder)
+    step = -1 if best == tried[0] else 1 if best == tried[-1] else 0
+    index = ladder.index(best) + step
+    if not step or not 0 <= index < len(ladder) or ladder[index] in tried:
+        return None
+    return ladder[index]
+
+
+def search(build, summarize, tuned: list[str], ladder: list[float], start: list[float], seeds: int) -> dict:
+    """Every tuned arm's bracketing search over `ladder` from `start` (seed 0), and its choice at `seeds` seeds as
+    soon as it is bracketed. `build(runs)` makes runs; `summarize(run)` reads one or returns None when it is absent
+    (a report-only pass then stops that arm where the built runs end). Returns {(arm, largest, seed): summary}."""
+    runs, pending, settled, asked = {}, [(arm, lr, 0) for lr in start for arm in tuned], set(), set()
+    while pending:
+        build(pending)
+        runs |= {run: row for run in pending if (row := summarize(run)) is not None}
+        asked |= set(pending)
+        pending = []
+        for arm in [a for a in tuned if a not in settled and any(r[0] == a for r in runs)]:
+            rung = next_rung(runs, arm, ladder)
+            if rung is not None and (arm, rung, 0) not in asked:
+                pending.append((arm, rung, 0))
+                continue
+            settled.add(arm)
+            pending += [(arm, best_lr(runs, arm), seed) for seed in range(1, seeds)]
+    return runs
+
+
 def _spread(values: list[float]) -> dict:
+    if not values:  # a partial report (--report-only mid-run): no paired seed yet
+        return {"mean": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
     return {"mean": sum(values) / len(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
@@ -397,7 +440,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs built at once (one thread each when > 1)")
     parser.add_argument("--tuned", default=TUNED, help="arms swept over --lr-grid, each at its own best")
     parser.add_argument("--variants", default="", help="arms run at progressive's LR (e.g. progressive_carry)")
-    parser.add_argument("--lr-grid", default=",".join(f"{v:g}" for v in LR_GRID), help="lr.largest values")
+    parser.add_argument("--lr-grid", default=",".join(f"{v:g}" for v in LR_GRID), help="the ladder of lr.largest")
+    parser.add_argument("--lr-start", default=",".join(f"{v:g}" for v in LR_START), help="rungs every arm runs first")
     parser.add_argument("--seeds", type=int, default=2, help="seeds for each chosen setting (the grid runs seed 0)")
     parser.add_argument("--report-only", action="store_true", help="re-summarize runs already built in --work")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: build one run in this process
@@ -408,6 +452,8 @@ def main() -> None:
     if args.arm:
         return run_arm(work, args.arm, grid[0], args.seed)
     tuned, variants = _arms(args.tuned), _arms(args.variants)
+    if set(_floats(args.lr_start)) - set(grid):
+        raise SystemExit(f"--lr-start {args.lr_start} must be rungs of --lr-grid {args.lr_grid}")
     if "progressive" not in tuned:
         raise SystemExit("--tuned must include progressive (the variants' reference; independent is the baseline).")
     results = args.results or ROOT / "bench" / "results" / f"reproduce{suffix}"
@@ -419,15 +465,15 @@ def main() -> None:
     if not args.report_only:
         prepare(work)
         print(f"data ready in {time.perf_counter() - start:.0f} s", flush=True)
-    build([(arm, lr, 0) for lr in grid for arm in tuned])
-    runs = {(arm, lr, 0): run_summary(work / run_name(arm, lr, 0)) for lr in grid for arm in tuned}
+    runs = search(build, lambda run: built_summary(work, run), tuned, grid, _floats(args.lr_start), args.seeds)
     chosen = {arm: best_lr(runs, arm) for arm in tuned} | {arm: best_lr(runs, "progressive") for arm in variants}
+    later = [(arm, chosen[arm], seed) for seed in range(args.seeds) for arm in variants]
+    build(later)
+    runs |= {run: row for run in later if (row := built_summary(work, run)) is not None}
     later = [(arm, chosen[arm], seed) for seed in range(args.seeds) for arm in tuned + variants]
-    build([run for run in later if run not in runs])
-    runs |= {run: run_summary(work / run_name(*run)) for run in later}
     for arm, lr, seed in later:  # against the tuned independent member of the same seed
         base = ("independent", chosen.get("independent"), seed)
-        if base in runs:
+        if base in runs and (arm, lr, seed) in runs:
             runs[(arm, lr, seed)]["reach"] = reach_ratios(work, (arm, lr, seed), base)
     walls = read_json(work / "walls.json") or {}
     summary, tables = {}, [grid_markdown(runs, chosen)]

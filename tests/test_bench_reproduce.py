@@ -94,3 +94,46 @@ def test_targets_are_checked_against_the_independent_arm(kl, loss_delta, ratio, 
     assert {name: ok for name, (ok, _) in checks["progressive"].items()} == expected
     table = reproduce.markdown(summary, checks, {})
     assert ("MISSED" in table) == (not all(expected.values()))
+
+
+LADDER = [1.5e-3, 2.5e-3, 4e-3, 6e-3, 9e-3]
+
+
+@pytest.mark.parametrize(
+    "optimum, start, seeds",
+    [(9e-3, [4e-3, 6e-3], 2), (1.5e-3, [4e-3, 6e-3], 2), (4e-3, [4e-3, 6e-3], 3), (6e-3, [2.5e-3, 4e-3], 1),
+     (2.5e-3, [6e-3, 9e-3], 2)],
+)  # fmt: skip
+def test_the_lr_search_brackets_each_arms_optimum_and_seeds_only_the_choice(optimum, start, seeds):
+    """A unimodal loss over the ladder (an oracle minimum per arm, one rung apart): each arm ends at its own optimum,
+    tries only the rungs on the way there plus one beyond, and runs the extra seeds at its choice only."""
+    import math
+
+    optima = {"independent": optimum, "progressive": LADDER[max(LADDER.index(optimum) - 1, 0)]}
+    built = []
+
+    def summarize(run):
+        arm, largest, seed = run
+        return _run(abs(math.log(largest / optima[arm])) + 0.01 * seed, 0.3, 1e12)
+
+    runs = reproduce.search(built.extend, summarize, list(optima), LADDER, start, seeds)
+    assert set(runs) == set(built)  # every run is built once, and only the ones built are summarised
+    assert len(built) == len(set(built))
+    for arm, best in optima.items():
+        tried = sorted(lr for a, lr, s in runs if a == arm and s == 0)
+        assert reproduce.best_lr(runs, arm) == best
+        at = LADDER.index(best)  # the start's rungs, then every rung on the way to the best and one beyond it
+        low, high = min(LADDER.index(start[0]), max(at - 1, 0)), max(LADDER.index(start[-1]), min(at + 1, 4))
+        assert tried == LADDER[low : high + 1]
+        assert sorted(s for a, lr, s in runs if a == arm and s > 0) == list(range(1, seeds))
+        assert all(lr == best for a, lr, s in runs if a == arm and s > 0)
+
+
+def test_a_report_only_search_stops_where_the_built_runs_end():
+    built = {("independent", lr, 0) for lr in (4e-3, 6e-3)} | {("progressive", lr, 0) for lr in (4e-3, 6e-3, 9e-3)}
+
+    def summarize(run):  # progressive improves up the ladder; only the runs in `built` exist
+        return _run(-run[1] * 10, 0.3, 1e12) if run in built else None
+
+    runs = reproduce.search(lambda runs: None, summarize, ["independent", "progressive"], LADDER, [4e-3, 6e-3], 2)
+    assert set(runs) == built and reproduce.best_lr(runs, "progressive") == 9e-3
