@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+from reproduce_tables import aggregate, check_targets, grid_markdown, grown_mean, markdown, variants_markdown
 
 from hf_progressive.family.ledger import FamilyPaths, Ledger
 from hf_progressive.utils.io import read_json
@@ -62,7 +63,6 @@ LR_START = (4.0e-3, 6.0e-3)  # the rungs every tuned arm runs first (the quick b
 SHAPES = [(32, 1, 96), (48, 2, 128), (64, 3, 176), (80, 4, 216)]
 HOLDOUT = 165  # training documents held out for LR selection (as many as validation.jsonl holds)
 LR = {"smallest": 4.0e-3, "largest": 1.5e-3}  # `largest` is replaced by each run's grid value
-TARGETS = {"flops_ratio": 0.75}
 
 
 def recipe_dict(data: Path, quick: bool, method: str = "function_preserving+identity", at_growth: str = "reset"):
@@ -212,13 +212,6 @@ def built_summary(work: Path, run: tuple[str, float, int]) -> dict | None:
     return run_summary(out) if (work / f"{out.name}.validation.json").exists() else None
 
 
-def grown_mean(row: dict, split: str = "select_loss") -> float:
-    """The tuning criterion: mean selection-split loss of the grown members (all but the first, whose training is
-    the same in every progressive arm)."""
-    losses = list(row[split].values())[1:]
-    return sum(losses) / len(losses)
-
-
 def best_lr(runs: dict[tuple[str, float, int], dict], arm: str) -> float:
     """The grid value with the lowest `grown_mean` for `arm` at seed 0."""
     tried = {largest: row for (a, largest, seed), row in runs.items() if a == arm and seed == 0}
@@ -257,46 +250,6 @@ def search(build, summarize, tuned: list[str], ladder: list[float], start: list[
     return runs
 
 
-def _spread(values: list[float]) -> dict:
-    if not values:  # a partial report (--report-only mid-run): no paired seed yet
-        return {"mean": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
-    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def aggregate(runs: dict[tuple[str, float, int], dict], chosen: dict[str, float]) -> dict:
-    """Per arm at its chosen LR: the seed-mean row (`val_loss`, `flops`, `mean_adjacent_kl`, ... as `check_targets`
-    and `markdown` read it) plus `spread` (min..max over seeds) and `paired` differences against independent."""
-    base = {seed: row for (a, largest, seed), row in runs.items() if a == "independent" and largest == chosen[a]}
-    summary = {}
-    for arm, largest in chosen.items():
-        rows = {seed: row for (a, lr, seed), row in runs.items() if a == arm and lr == largest}
-        names = list(next(iter(rows.values()))["val_loss"])
-        loss = {n: _spread([r["val_loss"][n] for r in rows.values()]) for n in names}
-        kl = _spread([r["mean_adjacent_kl"] for r in rows.values()])
-        pairs = [p["pair"] for p in next(iter(rows.values()))["adjacent_kl"]]
-        summary[arm] = {
-            "largest": largest,
-            "seeds": sorted(rows),
-            "val_loss": {n: s["mean"] for n, s in loss.items()},
-            "spread": {"val_loss": loss, "mean_adjacent_kl": kl},
-            "flops": rows[min(rows)]["flops"],
-            "flops_ratio": rows[min(rows)]["flops"] / base[min(base)]["flops"],
-            "reach": {n: _reached([r.get("reach", {}).get(n) for r in rows.values()]) for n in names},
-            "adjacent_kl": [_mean_pair(rows, i, p) for i, p in enumerate(pairs)],
-            "mean_adjacent_kl": kl["mean"],
-            "wall_time_s": _spread([r["wall_time_s"] for r in rows.values()])["mean"],
-            "paired": {n: _spread([rows[s]["val_loss"][n] - base[s]["val_loss"][n] for s in rows if s in base])
-                       for n in names} if arm != "independent" else {},
-        }  # fmt: skip
-    return summary
-
-
-def _reached(ratios: list) -> dict:
-    """FLOPs-to-reach ratios over seeds: their spread where reached, and how many seeds never reached the target."""
-    hit = [r for r in ratios if r is not None]
-    return {**(_spread(hit) if hit else {"n": 0}), "missed": len(ratios) - len(hit)}
-
-
 def reach_ratios(work: Path, run: tuple[str, float, int], base: tuple[str, float, int]) -> dict:
     """Per member: the cumulative FLOPs at which `run` first reached the independent member's final loss (both on
     the selection split, where the Trainer evaluates), over the FLOPs the independent member spent; None: never."""
@@ -306,118 +259,6 @@ def reach_ratios(work: Path, run: tuple[str, float, int], base: tuple[str, float
     return {
         r["member"]: None if r["flops_to_target"] is None else r["flops_to_target"] / r["baseline_flops"] for r in rows
     }
-
-
-def _mean_pair(rows: dict, i: int, pair: str) -> dict:
-    values = [r["adjacent_kl"][i] for r in rows.values()]
-    mean = {k: sum(v[k] for v in values) / len(values) for k in ("small_big", "big_small", "mean")}
-    return {"pair": pair, **mean}
-
-
-def paired_difference(runs: dict, a: tuple[str, float], b: tuple[str, float]) -> dict:
-    """Per member, run a minus run b at the same seed: mean and min..max over the seeds both have."""
-    left = {seed: row for (arm, lr, seed), row in runs.items() if (arm, lr) == a}
-    right = {seed: row for (arm, lr, seed), row in runs.items() if (arm, lr) == b}
-    seeds = sorted(set(left) & set(right))
-    names = list(left[seeds[0]]["val_loss"])
-    out = {n: _spread([left[s]["val_loss"][n] - right[s]["val_loss"][n] for s in seeds]) for n in names}
-    out["mean_adjacent_kl"] = _spread([left[s]["mean_adjacent_kl"] - right[s]["mean_adjacent_kl"] for s in seeds])
-    return out
-
-
-def check_targets(summary: dict) -> dict[str, dict]:
-    """The paper's claims for each progressive arm against the independent one: FLOPs ratio <= 0.75, every grown
-    member's seed-mean loss within the independent member's seed spread or better (<= its worst seed), and mean
-    adjacent KL below the independent family's."""
-    base = summary["independent"]
-    checks = {}
-    for arm, row in summary.items():
-        if arm == "independent":
-            continue
-        grown = list(base["val_loss"])[1:] or list(base["val_loss"])  # the first member is the same in every arm
-        over = {n: row["val_loss"][n] - base["spread"]["val_loss"][n]["max"] for n in grown}
-        worst = max(over, key=over.get)
-        checks[arm] = {
-            "flops": (row["flops_ratio"] <= TARGETS["flops_ratio"], f"{row['flops_ratio']:.3f}x"),
-            "loss": (over[worst] <= 0, f"{worst} {over[worst]:+.4f} nats vs the independent's worst seed"),
-            "kl": (
-                row["mean_adjacent_kl"] < base["mean_adjacent_kl"],
-                f"{row['mean_adjacent_kl']:.4f} vs {base['mean_adjacent_kl']:.4f}",
-            ),
-        }
-    return checks
-
-
-def _cell(spread: dict, sign: bool = False) -> str:
-    fmt = "{:+.4f}" if sign else "{:.4f}"
-    if spread["n"] == 1:
-        return fmt.format(spread["mean"])
-    return f"{fmt.format(spread['mean'])} ({fmt.format(spread['min'])}..{fmt.format(spread['max'])})"
-
-
-def _reach_cell(reach: dict) -> str:
-    missed = f", not reached in {reach['missed']} seed(s)" if reach["missed"] else ""
-    return ("-" if not reach["n"] else _cell(reach)) + missed
-
-
-def markdown(summary: dict, checks: dict, walls: dict[str, float]) -> str:
-    """The tables BENCHMARKS.md quotes: per arm at its chosen LR, seed means with min..max, paired differences
-    against independent, adjacent KL and the targets."""
-    names = list(summary["independent"]["val_loss"])
-    lines = ["| arm (lr.largest, seeds) | " + " | ".join(f"{n} val" for n in names) + " | x indep FLOPs | train s |"]
-    lines.append("| --- |" + " ---: |" * (len(names) + 2))
-    for arm, row in summary.items():
-        losses = " | ".join(_cell(row["spread"]["val_loss"][n]) for n in names)
-        label = f"{arm} ({row['largest']:g}, {len(row['seeds'])})"
-        lines.append(f"| {label} | {losses} | {row['flops_ratio']:.3f} | {row['wall_time_s']:.0f} |")
-    lines += ["", "| arm − independent, same seed | " + " | ".join(names) + " |"]
-    lines.append("| --- |" + " ---: |" * len(names))
-    for arm, row in summary.items():
-        if row["paired"]:
-            lines.append(f"| {arm} | " + " | ".join(_cell(row["paired"][n], sign=True) for n in names) + " |")
-    pairs = [p["pair"] for p in summary["independent"]["adjacent_kl"]]
-    lines += ["", "| arm | " + " | ".join(f"KL {p} (small→big / big→small)" for p in pairs) + " | mean |"]
-    lines.append("| --- |" + " ---: |" * (len(pairs) + 1))
-    for arm, row in summary.items():
-        cells = [f"{p['small_big']:.4f} / {p['big_small']:.4f}" for p in row["adjacent_kl"]]
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {_cell(row['spread']['mean_adjacent_kl'])} |")
-    lines += ["", "| arm: FLOPs to reach the independent member's loss, x its FLOPs | " + " | ".join(names) + " |"]
-    lines.append("| --- |" + " ---: |" * len(names))
-    for arm, row in summary.items():
-        cells = [_reach_cell(row["reach"][n]) for n in names]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    lines += ["", "| arm | FLOPs <= 0.75x | every grown loss within indep's seed spread | mean adjacent KL < indep |"]
-    lines.append("| --- | --- | --- | --- |")
-    for arm, check in checks.items():
-        cells = [f"{'met' if ok else 'MISSED'} ({text})" for ok, text in check.values()]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def grid_markdown(runs: dict, chosen: dict[str, float]) -> str:
-    """The LR sweep: every tuned arm's grown-member mean validation loss per grid value (seed 0)."""
-    arms = [a for a in chosen if any(arm == a and seed == 0 for arm, _, seed in runs)]
-    grid = sorted({lr for arm, lr, seed in runs if seed == 0 and arm in arms})
-    lines = [
-        "| arm | " + " | ".join(f"largest {lr:g}" for lr in grid) + " | chosen |",
-        "| --- |" + " ---: |" * (len(grid) + 1),
-    ]
-    for arm in arms:
-        cells = [f"{grown_mean(runs[(arm, lr, 0)]):.4f}" if (arm, lr, 0) in runs else "-" for lr in grid]
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {chosen[arm]:g} |")
-    return "\n".join(lines)
-
-
-def variants_markdown(runs: dict, chosen: dict[str, float], variants: list[str]) -> str:
-    """Each variant minus the progressive arm at the same LR and seed (mean, min..max over seeds)."""
-    names = list(next(iter(runs.values()))["val_loss"])
-    lines = ["| variant − progressive, same seed | " + " | ".join(names) + " | mean adjacent KL |"]
-    lines.append("| --- |" + " ---: |" * (len(names) + 1))
-    for arm in variants:
-        diff = paired_difference(runs, (arm, chosen[arm]), ("progressive", chosen["progressive"]))
-        cells = [_cell(diff[n], sign=True) for n in names] + [_cell(diff["mean_adjacent_kl"], sign=True)]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _floats(text: str) -> list[float]:

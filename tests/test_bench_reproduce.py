@@ -1,7 +1,9 @@
 """bench/reproduce.py: its family is a valid recipe with ~2x members whose planned budget meets the paper's FLOPs
 target, and the target check reads a summary the way BENCHMARKS.md reports it (met and missed cases)."""
 
+import importlib
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,11 @@ from hf_progressive.family.recipe import load_recipe
 
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))  # as `python bench/reproduce.py` has it: its tables module beside it
 SPEC = importlib.util.spec_from_file_location("reproduce", ROOT / "bench" / "reproduce.py")
 reproduce = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(reproduce)
+tables = importlib.import_module("reproduce_tables")
 
 
 @pytest.mark.parametrize("quick", [True, False])
@@ -26,7 +30,7 @@ def test_reproduction_recipe_is_a_family_of_doubling_members(tmp_path, quick):
     totals = [m.params["total"] for m in independent.members]
     assert len(totals) == 4
     assert all(1.5 <= b / a <= 2.5 for a, b in zip(totals, totals[1:], strict=False))
-    assert progressive.total_flops / independent.total_flops <= reproduce.TARGETS["flops_ratio"]
+    assert progressive.total_flops / independent.total_flops <= tables.TARGETS["flops_ratio"]
     lrs = [m.max_lr for m in progressive.members]
     assert lrs == sorted(lrs, reverse=True) and lrs[0] > lrs[-1]
 
@@ -54,7 +58,7 @@ def _summary(kl: float, loss_delta: float, ratio: float) -> dict:
     }
     chosen = {arm: reproduce.best_lr(runs, arm) for arm in ("independent", "progressive")}
     assert chosen == {"independent": 1.5e-3, "progressive": 2.5e-3}  # each arm's own best grid value
-    return reproduce.aggregate(runs, chosen)
+    return tables.aggregate(runs, chosen)
 
 
 def test_aggregate_reports_seed_spread_and_paired_differences():
@@ -63,7 +67,7 @@ def test_aggregate_reports_seed_spread_and_paired_differences():
     assert row["seeds"] == [0, 1] and row["val_loss"]["m1"] == pytest.approx(4.5 - 0.05 + 0.005)
     assert row["spread"]["val_loss"]["m1"]["max"] - row["spread"]["val_loss"]["m1"]["min"] == pytest.approx(0.01)
     assert row["paired"]["m1"]["min"] == pytest.approx(-0.05) and row["paired"]["m1"]["max"] == pytest.approx(-0.05)
-    table = reproduce.markdown(summary, reproduce.check_targets(summary), {})
+    table = tables.markdown(summary, tables.check_targets(summary), {})
     assert "4.4550 (4.4500..4.4600)" in table and "-0.0500" in table
 
 
@@ -71,10 +75,10 @@ def test_flops_to_reach_the_independent_loss_counts_seeds_that_never_reach_it():
     runs = {("independent", 1.5e-3, s): _run(0.0, 0.3, 1e12) for s in (0, 1)}
     runs |= {("progressive", 1.5e-3, s): {**_run(-0.01, 0.2, 7e11), "reach": {"m0": 1.0, "m1": r}}
              for s, r in ((0, 0.6), (1, None))}  # fmt: skip
-    summary = reproduce.aggregate(runs, {"independent": 1.5e-3, "progressive": 1.5e-3})
+    summary = tables.aggregate(runs, {"independent": 1.5e-3, "progressive": 1.5e-3})
     assert summary["progressive"]["reach"]["m1"] == {"mean": 0.6, "min": 0.6, "max": 0.6, "n": 1, "missed": 1}
-    assert "| progressive | 1.0000 (1.0000..1.0000) | 0.6000, not reached in 1 seed(s) |" in reproduce.markdown(
-        summary, reproduce.check_targets(summary), {}
+    assert "| progressive | 1.0000 (1.0000..1.0000) | 0.6000, not reached in 1 seed(s) |" in tables.markdown(
+        summary, tables.check_targets(summary), {}
     )
 
 
@@ -90,9 +94,9 @@ def test_flops_to_reach_the_independent_loss_counts_seeds_that_never_reach_it():
 )
 def test_targets_are_checked_against_the_independent_arm(kl, loss_delta, ratio, expected):
     summary = _summary(kl, loss_delta, ratio)
-    checks = reproduce.check_targets(summary)
+    checks = tables.check_targets(summary)
     assert {name: ok for name, (ok, _) in checks["progressive"].items()} == expected
-    table = reproduce.markdown(summary, checks, {})
+    table = tables.markdown(summary, checks, {})
     assert ("MISSED" in table) == (not all(expected.values()))
 
 
