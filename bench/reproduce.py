@@ -3,6 +3,7 @@ corpus, made fair. One family of 4 members (each ~2x the previous, depth 1 -> 2 
 depth growth Apollo can prepare), arms built from the same recipe and data order:
 
     independent               every member from scratch on its own budget (cosine per member)
+    independent_wsd           the same with warmup-stable-decay (decay over the last 10%: the trunk arms' shape)
     progressive               grown member to member (function_preserving+identity, AdamW reset at growth)
     progressive_trunk         as progressive, on the trunk schedule (lr.across_stages: trunk; decay branches)
     progressive_apollo        as progressive, each member trained with Apollo's virtual depths, grown by +apollo
@@ -35,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
-from reproduce_tables import aggregate, check_targets, grid_markdown, grown_mean, markdown, variants_markdown
+from reproduce_tables import aggregate, check_targets, grid_markdown, grown_mean, markdown, paired_markdown
 
 from hf_progressive.family.ledger import FamilyPaths, Ledger
 from hf_progressive.utils.io import read_json
@@ -45,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "gutenberg"
 ARMS = {  # name: (mode, recipe overrides)
     "independent": ("independent", {}),
+    "independent_wsd": ("independent", {"lr": {"schedule": "wsd", "decay_ratio": 0.1}}),  # the trunk's LR shape
     "progressive": ("progressive", {}),
     "progressive_fixed_data": ("progressive_fixed_data", {}),
     "progressive_carry": ("progressive", {"optimizer": {"at_growth": "carry"}}),
@@ -56,7 +58,7 @@ ARMS = {  # name: (mode, recipe overrides)
         {"method": "function_preserving+apollo", "lr": {"across_stages": "trunk"}},
     ),
 }
-TUNED = "independent,progressive,progressive_trunk,progressive_apollo,progressive_apollo_trunk"
+TUNED = "independent,independent_wsd,progressive,progressive_trunk,progressive_apollo,progressive_apollo_trunk"
 LR_GRID = (1.5e-3, 2.5e-3, 4.0e-3, 6.0e-3, 9.0e-3)  # the ladder of lr.largest; 4e-3 = no decay with size
 LR_START = (4.0e-3, 6.0e-3)  # the rungs every tuned arm runs first (the quick budget's optimum was at or above 6e-3)
 # (hidden_size, num_hidden_layers, intermediate_size); head_dim 16, one kv head per query head, tied embeddings.
@@ -326,8 +328,11 @@ def main() -> None:
         others = [path for arm, path in best.items() if arm not in ("independent", "progressive")]
         write_report(best["progressive"], baseline=best["independent"], others=others, report_dir=results)
         tables.insert(0, markdown(summary, check_targets(summary), walls))
+        if "independent_wsd" in chosen:  # the trunk arms against a baseline with the same schedule shape
+            trunks = [arm for arm in tuned if ARMS[arm][1].get("lr", {}).get("across_stages") == "trunk"]
+            tables.insert(1, paired_markdown(runs, chosen, trunks, base="independent_wsd"))
     if variants:
-        tables.append(variants_markdown(runs, chosen, variants))
+        tables.append(paired_markdown(runs, chosen, variants))
     total = time.perf_counter() - start
     if args.report_only:  # keep the whole-run time of the build that made the runs
         total = (read_json(results / "results.json") or {"total_s": 0.0})["total_s"]

@@ -71,11 +71,11 @@ def paired_difference(runs: dict, a: tuple[str, float], b: tuple[str, float]) ->
 def check_targets(summary: dict) -> dict[str, dict]:
     """The paper's claims for each progressive arm against the independent one: FLOPs ratio <= 0.75, every grown
     member's seed-mean loss within the independent member's seed spread or better (<= its worst seed), and mean
-    adjacent KL below the independent family's."""
+    adjacent KL below the independent family's. Baselines (arms named independent*) are not checked."""
     base = summary["independent"]
     checks = {}
     for arm, row in summary.items():
-        if arm == "independent":
+        if arm.startswith("independent"):
             continue
         grown = list(base["val_loss"])[1:] or list(base["val_loss"])  # the first member is the same in every arm
         over = {n: row["val_loss"][n] - base["spread"]["val_loss"][n]["max"] for n in grown}
@@ -151,13 +151,13 @@ def grid_markdown(runs: dict, chosen: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def variants_markdown(runs: dict, chosen: dict[str, float], variants: list[str]) -> str:
-    """Each variant minus the progressive arm at the same LR and seed (mean, min..max over seeds)."""
+def paired_markdown(runs: dict, chosen: dict[str, float], arms: list[str], base: str = "progressive") -> str:
+    """Each of `arms` minus the `base` arm, both at their chosen LR, same seed (mean, min..max over seeds)."""
     names = list(next(iter(runs.values()))["val_loss"])
-    lines = ["| variant − progressive, same seed | " + " | ".join(names) + " | mean adjacent KL |"]
+    lines = [f"| arm − {base}, same seed | " + " | ".join(names) + " | mean adjacent KL |"]
     lines.append("| --- |" + " ---: |" * (len(names) + 1))
-    for arm in variants:
-        diff = paired_difference(runs, (arm, chosen[arm]), ("progressive", chosen["progressive"]))
+    for arm in arms:
+        diff = paired_difference(runs, (arm, chosen[arm]), (base, chosen[base]))
         cells = [_cell(diff[n], sign=True) for n in names] + [_cell(diff["mean_adjacent_kl"], sign=True)]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -141,3 +141,16 @@ def test_a_report_only_search_stops_where_the_built_runs_end():
 
     runs = reproduce.search(lambda runs: None, summarize, ["independent", "progressive"], LADDER, [4e-3, 6e-3], 2)
     assert set(runs) == built and reproduce.best_lr(runs, "progressive") == 9e-3
+
+
+def test_a_second_baseline_is_reported_but_not_checked_and_arms_pair_against_it():
+    runs = {(arm, 4e-3, s): _run(delta + 0.01 * s, 0.3, flops) for s in (0, 1)
+            for arm, delta, flops in (("independent", 0.0, 1e12), ("independent_wsd", -0.1, 1e12),
+                                      ("progressive_trunk", -0.3, 8e11))}  # fmt: skip
+    chosen = dict.fromkeys(("independent", "independent_wsd", "progressive_trunk"), 4e-3)
+    summary = tables.aggregate(runs, chosen)
+    assert set(tables.check_targets(summary)) == {"progressive_trunk"}
+    assert summary["independent_wsd"]["paired"]["m1"]["mean"] == pytest.approx(-0.1)
+    table = tables.paired_markdown(runs, chosen, ["progressive_trunk"], base="independent_wsd")
+    assert "| progressive_trunk | +0.0000 (+0.0000..+0.0000) | -0.2000 (-0.2000..-0.2000) |" in table
+    assert {"independent_wsd", "progressive_trunk"} <= set(reproduce.TUNED.split(","))
