@@ -9,6 +9,7 @@ depth growth Apollo can prepare), arms built from the same recipe and data order
     progressive_apollo        as progressive, each member trained with Apollo's virtual depths, grown by +apollo
     progressive_apollo_trunk  both
     progressive_fixed_data, progressive_carry, progressive_fpi   earlier variants (see --variants)
+    progressive_interpolate   Apollo's depth operator without its virtual depths (a variant: what each part costs)
 
 Every arm gets the same tuning: the max LR decays log-linearly with size from 4e-3 (the first member) to `largest`,
 and every `--tuned` arm searches the same ladder of `largest` values with the same rule: start at two rungs
@@ -51,6 +52,7 @@ ARMS = {  # name: (mode, recipe overrides)
     "progressive_fixed_data": ("progressive_fixed_data", {}),
     "progressive_carry": ("progressive", {"optimizer": {"at_growth": "carry"}}),
     "progressive_fpi": ("progressive", {"method": "fpi+identity"}),
+    "progressive_interpolate": ("progressive", {"method": "function_preserving+interpolate"}),  # apollo's operator
     "progressive_trunk": ("progressive", {"lr": {"across_stages": "trunk"}}),
     "progressive_apollo": ("progressive", {"method": "function_preserving+apollo"}),
     "progressive_apollo_trunk": (
