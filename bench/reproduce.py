@@ -216,6 +216,13 @@ def built_summary(work: Path, run: tuple[str, float, int]) -> dict | None:
     return run_summary(out) if (work / f"{out.name}.validation.json").exists() else None
 
 
+def baseline_arm(runs: dict[tuple[str, float, int], dict], chosen: dict[str, float]) -> str:
+    """The tuned independent family: of the independent arms (LR schedules), the one whose choice has the lowest
+    `grown_mean` at seed 0. The schedule is tuned like the LR, on the selection split."""
+    arms = [arm for arm in chosen if ARMS[arm][0] == "independent"]
+    return min(arms, key=lambda arm: grown_mean(runs[(arm, chosen[arm], 0)]))
+
+
 def best_lr(runs: dict[tuple[str, float, int], dict], arm: str) -> float:
     """The grid value with the lowest `grown_mean` for `arm` at seed 0."""
     tried = {largest: row for (a, largest, seed), row in runs.items() if a == arm and seed == 0}
@@ -265,6 +272,29 @@ def reach_ratios(work: Path, run: tuple[str, float, int], base: tuple[str, float
     }
 
 
+def compare(work: Path, results: Path, runs: dict, chosen: dict[str, float], variants: list[str]):
+    """Every arm at its choice against the baseline (the better-tuned independent arm): the tables, the FLOPs to
+    reach each baseline member's loss, the other independent arms' paired differences, and the report with plots
+    in `results`. Returns (summary, tables)."""
+    from hf_progressive.analysis.report import write_report
+
+    baseline = baseline_arm(runs, chosen)
+    for arm, lr, seed in [run for run in runs if chosen.get(run[0]) == run[1]]:
+        if (base := (baseline, chosen[baseline], seed)) in runs:
+            runs[(arm, lr, seed)]["reach"] = reach_ratios(work, (arm, lr, seed), base)
+    summary, walls = aggregate(runs, chosen, baseline), read_json(work / "walls.json") or {}
+    tables = [markdown(summary, check_targets(summary, baseline), walls, baseline), grid_markdown(runs, chosen)]
+    grown = [arm for arm in chosen if ARMS[arm][0] != "independent" and arm not in variants]
+    for other in (arm for arm in chosen if ARMS[arm][0] == "independent" and arm != baseline):
+        tables.insert(1, paired_markdown(runs, chosen, grown, base=other))
+    if variants:
+        tables.append(paired_markdown(runs, chosen, variants))
+    best = {arm: work / run_name(arm, chosen[arm], 0) for arm in chosen if (arm, chosen[arm], 0) in runs}
+    others = [path for arm, path in best.items() if arm not in (baseline, "progressive")]
+    write_report(best["progressive"], baseline=best[baseline], others=others, report_dir=results)
+    return summary, tables
+
+
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v]
 
@@ -299,8 +329,8 @@ def main() -> None:
     tuned, variants = _arms(args.tuned), _arms(args.variants)
     if set(_floats(args.lr_start)) - set(grid):
         raise SystemExit(f"--lr-start {args.lr_start} must be rungs of --lr-grid {args.lr_grid}")
-    if "progressive" not in tuned:
-        raise SystemExit("--tuned must include progressive (the variants' reference; independent is the baseline).")
+    if "progressive" not in tuned or not any(ARMS[arm][0] == "independent" for arm in tuned):
+        raise SystemExit("--tuned must include progressive (the variants' reference) and an independent arm.")
     results = args.results or ROOT / "bench" / "results" / f"reproduce{suffix}"
     results.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -315,30 +345,11 @@ def main() -> None:
     later = [(arm, chosen[arm], seed) for seed in range(args.seeds) for arm in variants]
     build(later)
     runs |= {run: row for run in later if (row := built_summary(work, run)) is not None}
-    later = [(arm, chosen[arm], seed) for seed in range(args.seeds) for arm in tuned + variants]
-    for arm, lr, seed in later:  # against the tuned independent member of the same seed
-        base = ("independent", chosen.get("independent"), seed)
-        if base in runs and (arm, lr, seed) in runs:
-            runs[(arm, lr, seed)]["reach"] = reach_ratios(work, (arm, lr, seed), base)
-    walls = read_json(work / "walls.json") or {}
-    summary, tables = {}, [grid_markdown(runs, chosen)]
-    if "independent" in tuned:  # without it (a variants-only run): the grid and the variant differences
-        summary = aggregate(runs, chosen)
-        from hf_progressive.analysis.report import write_report
-
-        best = {arm: work / run_name(arm, chosen[arm], 0) for arm in chosen}
-        others = [path for arm, path in best.items() if arm not in ("independent", "progressive")]
-        write_report(best["progressive"], baseline=best["independent"], others=others, report_dir=results)
-        tables.insert(0, markdown(summary, check_targets(summary), walls))
-        if "independent_wsd" in chosen:  # the trunk arms against a baseline with the same schedule shape
-            trunks = [arm for arm in tuned if ARMS[arm][1].get("lr", {}).get("across_stages") == "trunk"]
-            tables.insert(1, paired_markdown(runs, chosen, trunks, base="independent_wsd"))
-    if variants:
-        tables.append(paired_markdown(runs, chosen, variants))
+    summary, tables = compare(work, results, runs, chosen, variants)
     total = time.perf_counter() - start
     if args.report_only:  # keep the whole-run time of the build that made the runs
         total = (read_json(results / "results.json") or {"total_s": 0.0})["total_s"]
-    serial = {run_name(*run): row for run, row in runs.items()}
+    serial, walls = {run_name(*run): row for run, row in runs.items()}, read_json(work / "walls.json") or {}
     (results / "results.json").write_text(
         json.dumps({"summary": summary, "runs": serial, "chosen": chosen, "walls": walls, "total_s": total}, indent=1)
     )

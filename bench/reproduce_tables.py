@@ -1,4 +1,4 @@
-"""bench/reproduce.py's tables: the LR criterion, seed spreads, paired differences against the independent arm, the
+"""bench/reproduce.py's tables: the LR criterion, seed spreads, paired differences against the baseline arm, the
 paper's claims, and the markdown that BENCHMARKS.md quotes. Pure functions of the run summaries (no files read)."""
 
 TARGETS = {"flops_ratio": 0.75}
@@ -17,13 +17,15 @@ def _spread(values: list[float]) -> dict:
     return {"mean": sum(values) / len(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def aggregate(runs: dict[tuple[str, float, int], dict], chosen: dict[str, float]) -> dict:
+def aggregate(runs: dict[tuple, dict], chosen: dict[str, float], baseline: str = "independent") -> dict:
     """Per arm at its chosen LR: the seed-mean row (`val_loss`, `flops`, `mean_adjacent_kl`, ... as `check_targets`
-    and `markdown` read it) plus `spread` (min..max over seeds) and `paired` differences against independent."""
-    base = {seed: row for (a, largest, seed), row in runs.items() if a == "independent" and largest == chosen[a]}
+    and `markdown` read it) plus `spread` (min..max over seeds) and `paired` differences against `baseline`."""
+    base = {seed: row for (a, largest, seed), row in runs.items() if a == baseline and largest == chosen[a]}
     summary = {}
     for arm, largest in chosen.items():
         rows = {seed: row for (a, lr, seed), row in runs.items() if a == arm and lr == largest}
+        if not rows:  # a partial report (--report-only mid-run): not built yet
+            continue
         names = list(next(iter(rows.values()))["val_loss"])
         loss = {n: _spread([r["val_loss"][n] for r in rows.values()]) for n in names}
         kl = _spread([r["mean_adjacent_kl"] for r in rows.values()])
@@ -35,12 +37,12 @@ def aggregate(runs: dict[tuple[str, float, int], dict], chosen: dict[str, float]
             "spread": {"val_loss": loss, "mean_adjacent_kl": kl},
             "flops": rows[min(rows)]["flops"],
             "flops_ratio": rows[min(rows)]["flops"] / base[min(base)]["flops"],
-            "reach": {n: _reached([r.get("reach", {}).get(n) for r in rows.values()]) for n in names},
+            "reach": {n: _reached([r["reach"].get(n) for r in rows.values() if "reach" in r]) for n in names},
             "adjacent_kl": [_mean_pair(rows, i, p) for i, p in enumerate(pairs)],
             "mean_adjacent_kl": kl["mean"],
             "wall_time_s": _spread([r["wall_time_s"] for r in rows.values()])["mean"],
             "paired": {n: _spread([rows[s]["val_loss"][n] - base[s]["val_loss"][n] for s in rows if s in base])
-                       for n in names} if arm != "independent" else {},
+                       for n in names} if arm != baseline else {},
         }  # fmt: skip
     return summary
 
@@ -68,11 +70,11 @@ def paired_difference(runs: dict, a: tuple[str, float], b: tuple[str, float]) ->
     return out
 
 
-def check_targets(summary: dict) -> dict[str, dict]:
-    """The paper's claims for each progressive arm against the independent one: FLOPs ratio <= 0.75, every grown
-    member's seed-mean loss within the independent member's seed spread or better (<= its worst seed), and mean
-    adjacent KL below the independent family's. Baselines (arms named independent*) are not checked."""
-    base = summary["independent"]
+def check_targets(summary: dict, baseline: str = "independent") -> dict[str, dict]:
+    """The paper's claims for each progressive arm against the `baseline` independent arm: FLOPs ratio <= 0.75,
+    every grown member's seed-mean loss within the baseline member's seed spread or better (<= its worst seed), and
+    mean adjacent KL below the baseline family's. Independent arms (named independent*) are not checked."""
+    base = summary[baseline]
     checks = {}
     for arm, row in summary.items():
         if arm.startswith("independent"):
@@ -82,7 +84,7 @@ def check_targets(summary: dict) -> dict[str, dict]:
         worst = max(over, key=over.get)
         checks[arm] = {
             "flops": (row["flops_ratio"] <= TARGETS["flops_ratio"], f"{row['flops_ratio']:.3f}x"),
-            "loss": (over[worst] <= 0, f"{worst} {over[worst]:+.4f} nats vs the independent's worst seed"),
+            "loss": (over[worst] <= 0, f"{worst} {over[worst]:+.4f} nats vs {baseline}'s worst seed"),
             "kl": (
                 row["mean_adjacent_kl"] < base["mean_adjacent_kl"],
                 f"{row['mean_adjacent_kl']:.4f} vs {base['mean_adjacent_kl']:.4f}",
@@ -103,33 +105,34 @@ def _reach_cell(reach: dict) -> str:
     return ("-" if not reach["n"] else _cell(reach)) + missed
 
 
-def markdown(summary: dict, checks: dict, walls: dict[str, float]) -> str:
+def markdown(summary: dict, checks: dict, walls: dict[str, float], baseline: str = "independent") -> str:
     """The tables BENCHMARKS.md quotes: per arm at its chosen LR, seed means with min..max, paired differences
-    against independent, adjacent KL and the targets."""
-    names = list(summary["independent"]["val_loss"])
-    lines = ["| arm (lr.largest, seeds) | " + " | ".join(f"{n} val" for n in names) + " | x indep FLOPs | train s |"]
+    against `baseline`, adjacent KL and the targets."""
+    names = list(summary[baseline]["val_loss"])
+    lines = [f"| arm (lr.largest, seeds) | {' | '.join(f'{n} val' for n in names)} | x {baseline} FLOPs | train s |"]
     lines.append("| --- |" + " ---: |" * (len(names) + 2))
     for arm, row in summary.items():
         losses = " | ".join(_cell(row["spread"]["val_loss"][n]) for n in names)
         label = f"{arm} ({row['largest']:g}, {len(row['seeds'])})"
         lines.append(f"| {label} | {losses} | {row['flops_ratio']:.3f} | {row['wall_time_s']:.0f} |")
-    lines += ["", "| arm − independent, same seed | " + " | ".join(names) + " |"]
+    lines += ["", f"| arm − {baseline}, same seed | " + " | ".join(names) + " |"]
     lines.append("| --- |" + " ---: |" * len(names))
     for arm, row in summary.items():
         if row["paired"]:
             lines.append(f"| {arm} | " + " | ".join(_cell(row["paired"][n], sign=True) for n in names) + " |")
-    pairs = [p["pair"] for p in summary["independent"]["adjacent_kl"]]
+    pairs = [p["pair"] for p in summary[baseline]["adjacent_kl"]]
     lines += ["", "| arm | " + " | ".join(f"KL {p} (small→big / big→small)" for p in pairs) + " | mean |"]
     lines.append("| --- |" + " ---: |" * (len(pairs) + 1))
     for arm, row in summary.items():
         cells = [f"{p['small_big']:.4f} / {p['big_small']:.4f}" for p in row["adjacent_kl"]]
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {_cell(row['spread']['mean_adjacent_kl'])} |")
-    lines += ["", "| arm: FLOPs to reach the independent member's loss, x its FLOPs | " + " | ".join(names) + " |"]
+    lines += ["", f"| arm: FLOPs to reach the {baseline} member's loss, x its FLOPs | " + " | ".join(names) + " |"]
     lines.append("| --- |" + " ---: |" * len(names))
     for arm, row in summary.items():
         cells = [_reach_cell(row["reach"][n]) for n in names]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    lines += ["", "| arm | FLOPs <= 0.75x | every grown loss within indep's seed spread | mean adjacent KL < indep |"]
+    claims = f"FLOPs <= 0.75x | every grown loss within {baseline}'s seed spread | mean adjacent KL lower"
+    lines += ["", f"| arm | {claims} |"]
     lines.append("| --- | --- | --- | --- |")
     for arm, check in checks.items():
         cells = [f"{'met' if ok else 'MISSED'} ({text})" for ok, text in check.values()]
@@ -157,6 +160,8 @@ def paired_markdown(runs: dict, chosen: dict[str, float], arms: list[str], base:
     lines = [f"| arm − {base}, same seed | " + " | ".join(names) + " | mean adjacent KL |"]
     lines.append("| --- |" + " ---: |" * (len(names) + 1))
     for arm in arms:
+        if not {s for a, lr, s in runs if (a, lr) == (arm, chosen[arm])} & {s for a, _, s in runs if a == base}:
+            continue  # a partial report: no seed of this arm paired yet
         diff = paired_difference(runs, (arm, chosen[arm]), (base, chosen[base]))
         cells = [_cell(diff[n], sign=True) for n in names] + [_cell(diff["mean_adjacent_kl"], sign=True)]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")

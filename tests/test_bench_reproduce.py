@@ -154,3 +154,18 @@ def test_a_second_baseline_is_reported_but_not_checked_and_arms_pair_against_it(
     table = tables.paired_markdown(runs, chosen, ["progressive_trunk"], base="independent_wsd")
     assert "| progressive_trunk | +0.0000 (+0.0000..+0.0000) | -0.2000 (-0.2000..-0.2000) |" in table
     assert {"independent_wsd", "progressive_trunk"} <= set(reproduce.TUNED.split(","))
+
+
+@pytest.mark.parametrize("wsd_delta, baseline", [(-0.1, "independent_wsd"), (0.1, "independent")])
+def test_the_baseline_is_the_independent_schedule_that_selection_prefers(wsd_delta, baseline):
+    deltas = {"independent": 0.0, "independent_wsd": wsd_delta, "progressive": -0.3}
+    runs = {(arm, 4e-3, s): _run(delta + 0.01 * s, 0.3, 1e12) for s in (0, 1) for arm, delta in deltas.items()}
+    chosen = dict.fromkeys(("independent", "independent_wsd", "progressive"), 4e-3)
+    assert reproduce.baseline_arm(runs, chosen) == baseline
+    summary = tables.aggregate(runs, chosen, baseline)
+    other = ({"independent", "independent_wsd"} - {baseline}).pop()
+    assert summary[other]["paired"]["m1"]["mean"] == pytest.approx(abs(wsd_delta))  # the other one is worse
+    assert summary["progressive"]["paired"]["m1"]["mean"] == pytest.approx(-0.3 - min(wsd_delta, 0.0))
+    assert f"every grown loss within {baseline}'s seed spread" in tables.markdown(
+        summary, tables.check_targets(summary, baseline), {}, baseline
+    )
