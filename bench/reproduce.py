@@ -61,7 +61,7 @@ ARMS = {  # name: (mode, recipe overrides)
     ),
 }
 TUNED = "independent,independent_wsd,progressive,progressive_trunk,progressive_apollo,progressive_apollo_trunk"
-LR_GRID = (1.5e-3, 2.5e-3, 4.0e-3, 6.0e-3, 9.0e-3)  # the ladder of lr.largest; 4e-3 = no decay with size
+LR_GRID = (1.5e-3, 2.5e-3, 4.0e-3, 6.0e-3, 9.0e-3, 1.35e-2)  # the ladder of lr.largest (4e-3: no decay with size)
 LR_START = (4.0e-3, 6.0e-3)  # the rungs every tuned arm runs first (the quick budget's optimum was at or above 6e-3)
 # (hidden_size, num_hidden_layers, intermediate_size); head_dim 16, one kv head per query head, tied embeddings.
 SHAPES = [(32, 1, 96), (48, 2, 128), (64, 3, 176), (80, 4, 216)]
