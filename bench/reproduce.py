@@ -241,11 +241,14 @@ def next_rung(runs: dict[tuple[str, float, int], dict], arm: str, ladder: list[f
     return ladder[index]
 
 
-def search(build, summarize, tuned: list[str], ladder: list[float], start: list[float], seeds: int) -> dict:
-    """Every tuned arm's bracketing search over `ladder` from `start` (seed 0), and its choice at `seeds` seeds as
-    soon as it is bracketed. `build(runs)` makes runs; `summarize(run)` reads one or returns None when it is absent
-    (a report-only pass then stops that arm where the built runs end). Returns {(arm, largest, seed): summary}."""
-    runs, pending, settled, asked = {}, [(arm, lr, 0) for lr in start for arm in tuned], set(), set()
+def search(build, summarize, tuned: list[str], ladder: list[float], start: dict[str, list[float]], seeds: int):
+    """Every tuned arm's bracketing search over `ladder` from its `start` rungs (seed 0), and its choice at `seeds`
+    seeds as soon as it is bracketed. `build(runs)` makes runs; `summarize(run)` reads one or returns None when it is
+    absent (a report-only pass then stops that arm where the built runs end). Returns {(arm, largest, seed): row}."""
+    first = [
+        (arm, start[arm][i], 0) for i in range(max(map(len, start.values()))) for arm in tuned if i < len(start[arm])
+    ]
+    runs, pending, settled, asked = {}, first, set(), set()
     while pending:
         build(pending)
         runs |= {run: row for run in pending if (row := summarize(run)) is not None}
@@ -295,6 +298,18 @@ def compare(work: Path, results: Path, runs: dict, chosen: dict[str, float], var
     return summary, tables
 
 
+def start_rungs(tuned: list[str], ladder: list[float], default: str, per_arm: list[str]) -> dict[str, list[float]]:
+    """Each arm's first rungs: `default` ("4e-3,6e-3"), or its own from `per_arm` ("arm=2.5e-3,4e-3"; e.g. a
+    warm start from another budget's choice); every rung must be on the ladder."""
+    start = dict.fromkeys(tuned, _floats(default)) | {
+        arm: _floats(rungs) for arm, _, rungs in (item.partition("=") for item in per_arm)
+    }
+    for arm, rungs in start.items():
+        if arm not in tuned or not rungs or set(rungs) - set(ladder):
+            raise SystemExit(f"start rungs {arm}={rungs}: name a --tuned arm and rungs of --lr-grid {ladder}")
+    return start
+
+
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v]
 
@@ -317,6 +332,7 @@ def main() -> None:
     parser.add_argument("--variants", default="", help="arms run at progressive's LR (e.g. progressive_carry)")
     parser.add_argument("--lr-grid", default=",".join(f"{v:g}" for v in LR_GRID), help="the ladder of lr.largest")
     parser.add_argument("--lr-start", default=",".join(f"{v:g}" for v in LR_START), help="rungs every arm runs first")
+    parser.add_argument("--arm-start", action="append", default=[], help="ARM=LR,LR: that arm's own first rungs")
     parser.add_argument("--seeds", type=int, default=2, help="seeds for each chosen setting (the grid runs seed 0)")
     parser.add_argument("--report-only", action="store_true", help="re-summarize runs already built in --work")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: build one run in this process
@@ -327,8 +343,7 @@ def main() -> None:
     if args.arm:
         return run_arm(work, args.arm, grid[0], args.seed)
     tuned, variants = _arms(args.tuned), _arms(args.variants)
-    if set(_floats(args.lr_start)) - set(grid):
-        raise SystemExit(f"--lr-start {args.lr_start} must be rungs of --lr-grid {args.lr_grid}")
+    start_at = start_rungs(tuned, grid, args.lr_start, args.arm_start)
     if "progressive" not in tuned or not any(ARMS[arm][0] == "independent" for arm in tuned):
         raise SystemExit("--tuned must include progressive (the variants' reference) and an independent arm.")
     results = args.results or ROOT / "bench" / "results" / f"reproduce{suffix}"
@@ -340,7 +355,7 @@ def main() -> None:
     if not args.report_only:
         prepare(work)
         print(f"data ready in {time.perf_counter() - start:.0f} s", flush=True)
-    runs = search(build, lambda run: built_summary(work, run), tuned, grid, _floats(args.lr_start), args.seeds)
+    runs = search(build, lambda run: built_summary(work, run), tuned, grid, start_at, args.seeds)
     chosen = {arm: best_lr(runs, arm) for arm in tuned} | {arm: best_lr(runs, "progressive") for arm in variants}
     later = [(arm, chosen[arm], seed) for seed in range(args.seeds) for arm in variants]
     build(later)

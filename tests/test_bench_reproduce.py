@@ -120,7 +120,7 @@ def test_the_lr_search_brackets_each_arms_optimum_and_seeds_only_the_choice(opti
         arm, largest, seed = run
         return _run(abs(math.log(largest / optima[arm])) + 0.01 * seed, 0.3, 1e12)
 
-    runs = reproduce.search(built.extend, summarize, list(optima), LADDER, start, seeds)
+    runs = reproduce.search(built.extend, summarize, list(optima), LADDER, dict.fromkeys(optima, start), seeds)
     assert set(runs) == set(built)  # every run is built once, and only the ones built are summarised
     assert len(built) == len(set(built))
     for arm, best in optima.items():
@@ -139,7 +139,8 @@ def test_a_report_only_search_stops_where_the_built_runs_end():
     def summarize(run):  # progressive improves up the ladder; only the runs in `built` exist
         return _run(-run[1] * 10, 0.3, 1e12) if run in built else None
 
-    runs = reproduce.search(lambda runs: None, summarize, ["independent", "progressive"], LADDER, [4e-3, 6e-3], 2)
+    arms = ["independent", "progressive"]
+    runs = reproduce.search(lambda runs: None, summarize, arms, LADDER, dict.fromkeys(arms, [4e-3, 6e-3]), 2)
     assert set(runs) == built and reproduce.best_lr(runs, "progressive") == 9e-3
 
 
@@ -169,3 +170,25 @@ def test_the_baseline_is_the_independent_schedule_that_selection_prefers(wsd_del
     assert f"every grown loss within {baseline}'s seed spread" in tables.markdown(
         summary, tables.check_targets(summary, baseline), {}, baseline
     )
+
+
+def test_an_arm_can_start_its_search_elsewhere_and_still_ends_at_its_optimum():
+    """A warm start (another budget's choice): the arm's first runs are its own rungs, the others' the default."""
+    import math
+
+    arms = ["independent", "progressive"]
+    ladder = list(reproduce.LR_GRID)  # 1.5e-3 .. 1.35e-2
+    start = reproduce.start_rungs(arms, ladder, "4e-3,6e-3", ["progressive=9e-3,1.35e-2"])
+    assert start == {"independent": [4e-3, 6e-3], "progressive": [9e-3, 1.35e-2]}
+    built = []
+    summarize = lambda run: _run(abs(math.log(run[1] / 2.5e-3)), 0.3, 1e12)  # noqa: E731  both optima at 2.5e-3
+    runs = reproduce.search(built.extend, summarize, arms, ladder, start, 1)
+    assert built[:4] == [("independent", 4e-3, 0), ("progressive", 9e-3, 0), ("independent", 6e-3, 0),
+                         ("progressive", 1.35e-2, 0)]  # fmt: skip
+    assert reproduce.best_lr(runs, "independent") == reproduce.best_lr(runs, "progressive") == 2.5e-3
+
+
+@pytest.mark.parametrize("per_arm", [["progressive=5e-3"], ["nosuch=4e-3"], ["progressive="]])
+def test_start_rungs_off_the_ladder_or_for_an_unknown_arm_are_refused(per_arm):
+    with pytest.raises(SystemExit, match="start rungs"):
+        reproduce.start_rungs(["independent", "progressive"], LADDER, "4e-3,6e-3", per_arm)
