@@ -13,12 +13,14 @@ depth growth Apollo can prepare), arms built from the same recipe and data order
 
 Every arm gets the same tuning: the max LR decays log-linearly with size from 4e-3 (the first member) to `largest`,
 and every `--tuned` arm searches the same ladder of `largest` values with the same rule: start at two rungs
-(`--lr-start`), and while the best rung tried is at an end of those tried, add the next rung outward, so each arm's
-choice is bracketed (or sits at the ladder's end). The criterion is the mean loss of the grown members (1-3) at seed 0
+(`--lr-start`, or an arm's own with `--arm-start`, e.g. a warm start from another budget's choice), and while the
+best rung tried is at an end of those tried, add the next rung outward, so each arm's choice is bracketed (or sits at
+the ladder's end). The criterion is the mean loss of the grown members (1-3) at seed 0
 on the *selection* split: training-stream documents held out of training (data.validation: holdout). The tables
 report the *validation* split (validation.jsonl), which selection never sees. An arm's choice, once bracketed, runs
 at `--seeds` seeds (init and growth noise; the data order is fixed) while other arms still search. Tables show seed
 means with their spread (min..max) and paired differences (same seed); adjacent KL is measured on the selection split.
+The baseline of every claim is the independent arm (schedule) that selection prefers, tuned like the LR.
 
     python bench/reproduce.py --quick --work W    # 8 tokens/param, every arm
     python bench/reproduce.py --work W            # 40 tokens/param (2x Chinchilla, the paper's budget): hours
