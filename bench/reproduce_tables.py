@@ -59,11 +59,14 @@ def _mean_pair(rows: dict, i: int, pair: str) -> dict:
     return {"pair": pair, **mean}
 
 
-def paired_difference(runs: dict, a: tuple[str, float], b: tuple[str, float]) -> dict:
-    """Per member, run a minus run b at the same seed: mean and min..max over the seeds both have."""
+def paired_difference(runs: dict, a: tuple[str, float], b: tuple[str, float]) -> dict | None:
+    """Per member, run a minus run b at the same seed: mean and min..max over the seeds both have; None when they
+    share no seed yet (a partial report)."""
     left = {seed: row for (arm, lr, seed), row in runs.items() if (arm, lr) == a}
     right = {seed: row for (arm, lr, seed), row in runs.items() if (arm, lr) == b}
     seeds = sorted(set(left) & set(right))
+    if not seeds:
+        return None
     names = list(left[seeds[0]]["val_loss"])
     out = {n: _spread([left[s]["val_loss"][n] - right[s]["val_loss"][n] for s in seeds]) for n in names}
     out["mean_adjacent_kl"] = _spread([left[s]["mean_adjacent_kl"] - right[s]["mean_adjacent_kl"] for s in seeds])
@@ -160,9 +163,8 @@ def paired_markdown(runs: dict, chosen: dict[str, float], arms: list[str], base:
     lines = [f"| arm − {base}, same seed | " + " | ".join(names) + " | mean adjacent KL |"]
     lines.append("| --- |" + " ---: |" * (len(names) + 1))
     for arm in arms:
-        if not {s for a, lr, s in runs if (a, lr) == (arm, chosen[arm])} & {s for a, _, s in runs if a == base}:
-            continue  # a partial report: no seed of this arm paired yet
-        diff = paired_difference(runs, (arm, chosen[arm]), (base, chosen[base]))
+        if (diff := paired_difference(runs, (arm, chosen[arm]), (base, chosen[base]))) is None:
+            continue
         cells = [_cell(diff[n], sign=True) for n in names] + [_cell(diff["mean_adjacent_kl"], sign=True)]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
