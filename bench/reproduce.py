@@ -225,6 +225,11 @@ def baseline_arm(runs: dict[tuple[str, float, int], dict], chosen: dict[str, flo
     return min(arms, key=lambda arm: grown_mean(runs[(arm, chosen[arm], 0)]))
 
 
+def grown_arms(arms) -> list[str]:
+    """The arms that grow their members (every mode but independent): the ones the paper's claims are checked on."""
+    return [arm for arm in arms if ARMS[arm][0] != "independent"]
+
+
 def best_lr(runs: dict[tuple[str, float, int], dict], arm: str) -> float:
     """The grid value with the lowest `grown_mean` for `arm` at seed 0."""
     tried = {largest: row for (a, largest, seed), row in runs.items() if a == arm and seed == 0}
@@ -288,8 +293,9 @@ def compare(work: Path, results: Path, runs: dict, chosen: dict[str, float], var
         if (base := (baseline, chosen[baseline], seed)) in runs:
             runs[(arm, lr, seed)]["reach"] = reach_ratios(work, (arm, lr, seed), base)
     summary, walls = aggregate(runs, chosen, baseline), read_json(work / "walls.json") or {}
-    tables = [markdown(summary, check_targets(summary, baseline), walls, baseline), grid_markdown(runs, chosen)]
-    grown = [arm for arm in chosen if ARMS[arm][0] != "independent" and arm not in variants]
+    tables = [markdown(summary, check_targets(summary, grown_arms(chosen), baseline), walls, baseline)]
+    tables.append(grid_markdown(runs, chosen))
+    grown = [arm for arm in grown_arms(chosen) if arm not in variants]
     for other in (arm for arm in chosen if ARMS[arm][0] == "independent" and arm != baseline):
         tables.insert(1, paired_markdown(runs, chosen, grown, base=other))
     if variants:

@@ -67,7 +67,7 @@ def test_aggregate_reports_seed_spread_and_paired_differences():
     assert row["seeds"] == [0, 1] and row["val_loss"]["m1"] == pytest.approx(4.5 - 0.05 + 0.005)
     assert row["spread"]["val_loss"]["m1"]["max"] - row["spread"]["val_loss"]["m1"]["min"] == pytest.approx(0.01)
     assert row["paired"]["m1"]["min"] == pytest.approx(-0.05) and row["paired"]["m1"]["max"] == pytest.approx(-0.05)
-    table = tables.markdown(summary, tables.check_targets(summary), {})
+    table = tables.markdown(summary, tables.check_targets(summary, ["progressive"]), {})
     assert "4.4550 (4.4500..4.4600)" in table and "-0.0500" in table
 
 
@@ -78,7 +78,7 @@ def test_flops_to_reach_the_independent_loss_counts_seeds_that_never_reach_it():
     summary = tables.aggregate(runs, {"independent": 1.5e-3, "progressive": 1.5e-3})
     assert summary["progressive"]["reach"]["m1"] == {"mean": 0.6, "min": 0.6, "max": 0.6, "n": 1, "missed": 1}
     assert "| progressive | 1.0000 (1.0000..1.0000) | 0.6000, not reached in 1 seed(s) |" in tables.markdown(
-        summary, tables.check_targets(summary), {}
+        summary, tables.check_targets(summary, ["progressive"]), {}
     )
 
 
@@ -94,7 +94,7 @@ def test_flops_to_reach_the_independent_loss_counts_seeds_that_never_reach_it():
 )
 def test_targets_are_checked_against_the_independent_arm(kl, loss_delta, ratio, expected):
     summary = _summary(kl, loss_delta, ratio)
-    checks = tables.check_targets(summary)
+    checks = tables.check_targets(summary, ["progressive"])
     assert {name: ok for name, (ok, _) in checks["progressive"].items()} == expected
     table = tables.markdown(summary, checks, {})
     assert ("MISSED" in table) == (not all(expected.values()))
@@ -150,7 +150,8 @@ def test_a_second_baseline_is_reported_but_not_checked_and_arms_pair_against_it(
                                       ("progressive_trunk", -0.3, 8e11))}  # fmt: skip
     chosen = dict.fromkeys(("independent", "independent_wsd", "progressive_trunk"), 4e-3)
     summary = tables.aggregate(runs, chosen)
-    assert set(tables.check_targets(summary)) == {"progressive_trunk"}
+    assert reproduce.grown_arms(chosen) == ["progressive_trunk"]
+    assert set(tables.check_targets(summary, reproduce.grown_arms(chosen))) == {"progressive_trunk"}
     assert summary["independent_wsd"]["paired"]["m1"]["mean"] == pytest.approx(-0.1)
     table = tables.paired_markdown(runs, chosen, ["progressive_trunk"], base="independent_wsd")
     assert "| progressive_trunk | +0.0000 (+0.0000..+0.0000) | -0.2000 (-0.2000..-0.2000) |" in table
@@ -168,7 +169,7 @@ def test_the_baseline_is_the_independent_schedule_that_selection_prefers(wsd_del
     assert summary[other]["paired"]["m1"]["mean"] == pytest.approx(abs(wsd_delta))  # the other one is worse
     assert summary["progressive"]["paired"]["m1"]["mean"] == pytest.approx(-0.3 - min(wsd_delta, 0.0))
     assert f"every grown loss within {baseline}'s seed spread" in tables.markdown(
-        summary, tables.check_targets(summary, baseline), {}, baseline
+        summary, tables.check_targets(summary, ["progressive"], baseline), {}, baseline
     )
 
 
