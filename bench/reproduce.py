@@ -39,10 +39,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
-from reproduce_tables import aggregate, check_targets, grid_markdown, grown_mean, markdown, paired_markdown
+from reproduce_tables import aggregate, check_targets, grid_markdown, grown_mean, markdown, paired_markdown, run_time
 
 from hf_progressive.family.ledger import FamilyPaths, Ledger
-from hf_progressive.utils.io import read_json
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +125,11 @@ def arm_recipe(work: Path, arm: str, largest: float, seed: int):
     return load_recipe(str(path))
 
 
+def report_losses(out: Path) -> Path:
+    """Where run `out`'s per-member losses on the report split are written, beside its folder."""
+    return out.parent / f"{out.name}.validation.json"
+
+
 def run_arm(work: Path, arm: str, largest: float, seed: int) -> None:
     """Build one run (resumable) and measure its consistency; runs in its own process."""
     from hf_progressive.analysis.report import family_consistency
@@ -137,7 +141,7 @@ def run_arm(work: Path, arm: str, largest: float, seed: int) -> None:
     family_consistency(out, max_blocks=256)
     report = Path(recipe.data.train).parent / "validation.jsonl"
     blocks = recipe.data.validation_blocks
-    (work / f"{out.name}.validation.json").write_text(json.dumps(validation_losses(out, report, blocks), indent=1))
+    report_losses(out).write_text(json.dumps(validation_losses(out, report, blocks), indent=1))
 
 
 def validation_losses(out: Path, source: Path, max_blocks: int) -> dict[str, float]:
@@ -166,16 +170,15 @@ def prepare(work: Path) -> None:
     prepare_store(arm_recipe(work, "progressive", LR["largest"], 0), work / "data", overwrite=True)
 
 
-def launch(work: Path, runs: list[tuple[str, float, int]], jobs: int, quick: bool) -> dict[str, float]:
+def launch(work: Path, runs: list[tuple[str, float, int]], jobs: int, quick: bool):
     """Build `runs` (arm, largest, seed) `jobs` at a time, each in its own process (one thread when jobs > 1); a run
-    already built is skipped. Returns wall seconds per run, also merged into work/walls.json."""
+    already built is skipped. Each run's time is its ledger's (the library's stage clock sums every launch)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1" if jobs > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
-    done = read_json(work / "walls.json") or {}
 
-    def one(run: tuple[str, float, int]) -> tuple[str, float]:
+    def one(run: tuple[str, float, int]):
         name, start = run_name(*run), time.perf_counter()
-        if name in done:
-            return name, done[name]
+        if is_built(work, run):
+            return
         arm, largest, seed = run
         command = [sys.executable, __file__, "--work", str(work), "--arm", arm, "--lr-grid", str(largest)]
         command += ["--seed", str(seed)] + (["--quick"] if quick else [])
@@ -184,12 +187,9 @@ def launch(work: Path, runs: list[tuple[str, float, int]], jobs: int, quick: boo
         if rc:
             raise SystemExit(f"run {name} failed (exit {rc}); see {work / f'{name}.log'}")
         print(f"  {name}: done in {time.perf_counter() - start:.0f} s", flush=True)
-        return name, time.perf_counter() - start
 
     with ThreadPoolExecutor(jobs) as pool:
-        walls = dict(pool.map(one, runs))
-    (work / "walls.json").write_text(json.dumps({**(read_json(work / "walls.json") or {}), **walls}, indent=1))
-    return walls
+        list(pool.map(one, runs))
 
 
 def run_summary(out: Path) -> dict:
@@ -200,7 +200,7 @@ def run_summary(out: Path) -> dict:
     names = list(ledger.members)
     adjacent = [p for p in kl["pairs"] if names.index(p["b"]) == names.index(p["a"]) + 1]
     return {
-        "val_loss": json.loads((out.parent / f"{out.name}.validation.json").read_text()),
+        "val_loss": json.loads(report_losses(out).read_text()),
         "select_loss": {n: r.val_loss for n, r in ledger.members.items()},
         "flops": ledger.totals["flops"],
         "adjacent_kl": [
@@ -212,10 +212,14 @@ def run_summary(out: Path) -> dict:
     }
 
 
+def is_built(work: Path, run: tuple[str, float, int]) -> bool:
+    """Whether `run` finished: its report-split losses are written, the last step of `run_arm`."""
+    return report_losses(work / run_name(*run)).exists()
+
+
 def built_summary(work: Path, run: tuple[str, float, int]) -> dict | None:
-    """`run_summary` of a finished run (its report-split losses written, the last step of `run_arm`), else None."""
-    out = work / run_name(*run)
-    return run_summary(out) if (work / f"{out.name}.validation.json").exists() else None
+    """`run_summary` of a finished run, else None."""
+    return run_summary(work / run_name(*run)) if is_built(work, run) else None
 
 
 def baseline_arm(runs: dict[tuple[str, float, int], dict], chosen: dict[str, float]) -> str:
@@ -292,8 +296,8 @@ def compare(work: Path, results: Path, runs: dict, chosen: dict[str, float], var
     for arm, lr, seed in [run for run in runs if chosen.get(run[0]) == run[1]]:
         if (base := (baseline, chosen[baseline], seed)) in runs:
             runs[(arm, lr, seed)]["reach"] = reach_ratios(work, (arm, lr, seed), base)
-    summary, walls = aggregate(runs, chosen, baseline), read_json(work / "walls.json") or {}
-    tables = [markdown(summary, check_targets(summary, grown_arms(chosen), baseline), walls, baseline)]
+    summary = aggregate(runs, chosen, baseline)
+    tables = [markdown(summary, check_targets(summary, grown_arms(chosen), baseline), baseline)]
     tables.append(grid_markdown(runs, chosen))
     grown = [arm for arm in grown_arms(chosen) if arm not in variants]
     for other in (arm for arm in chosen if ARMS[arm][0] == "independent" and arm != baseline):
@@ -369,16 +373,11 @@ def main() -> None:
     build(later)
     runs |= {run: row for run in later if (row := built_summary(work, run)) is not None}
     summary, tables = compare(work, results, runs, chosen, variants)
-    total = time.perf_counter() - start
-    if args.report_only:  # keep the whole-run time of the build that made the runs
-        total = (read_json(results / "results.json") or {"total_s": 0.0})["total_s"]
-    serial, walls = {run_name(*run): row for run, row in runs.items()}, read_json(work / "walls.json") or {}
-    (results / "results.json").write_text(
-        json.dumps({"summary": summary, "runs": serial, "chosen": chosen, "walls": walls, "total_s": total}, indent=1)
-    )
-    text = "\n\n".join(tables)
-    (results / "results.md").write_text(text + f"\n\nwhole run: {total / 60:.1f} min\n")
-    print(text, f"\nwhole run: {total / 60:.1f} min; report and plots in {results}", sep="\n")
+    serial = {run_name(*run): row for run, row in runs.items()}
+    (results / "results.json").write_text(json.dumps({"summary": summary, "runs": serial, "chosen": chosen}, indent=1))
+    text = "\n\n".join(tables) + "\n\n" + run_time(runs, args.jobs)
+    (results / "results.md").write_text(text + "\n")
+    print(text, f"report and plots in {results}", sep="\n")
 
 
 if __name__ == "__main__":

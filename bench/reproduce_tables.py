@@ -107,7 +107,7 @@ def _reach_cell(reach: dict) -> str:
     return ("-" if not reach["n"] else _cell(reach)) + missed
 
 
-def markdown(summary: dict, checks: dict, walls: dict[str, float], baseline: str = "independent") -> str:
+def markdown(summary: dict, checks: dict, baseline: str = "independent") -> str:
     """The tables BENCHMARKS.md quotes: per arm at its chosen LR, seed means with min..max, paired differences
     against `baseline`, adjacent KL and the targets."""
     names = list(summary[baseline]["val_loss"])
@@ -140,6 +140,12 @@ def markdown(summary: dict, checks: dict, walls: dict[str, float], baseline: str
         cells = [f"{'met' if ok else 'MISSED'} ({text})" for ok, text in check.values()]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_time(runs: dict, jobs: int) -> str:
+    """The training time of every run made (ledger clocks, summed over a run's launches), and that over `jobs`."""
+    hours = sum(row["wall_time_s"] for row in runs.values()) / 3600
+    return f"training time: {hours:.1f} h over {len(runs)} runs ({hours / jobs:.1f} h at {jobs} at a time)"
 
 
 def grid_markdown(runs: dict, chosen: dict[str, float]) -> str:

@@ -67,7 +67,7 @@ def test_aggregate_reports_seed_spread_and_paired_differences():
     assert row["seeds"] == [0, 1] and row["val_loss"]["m1"] == pytest.approx(4.5 - 0.05 + 0.005)
     assert row["spread"]["val_loss"]["m1"]["max"] - row["spread"]["val_loss"]["m1"]["min"] == pytest.approx(0.01)
     assert row["paired"]["m1"]["min"] == pytest.approx(-0.05) and row["paired"]["m1"]["max"] == pytest.approx(-0.05)
-    table = tables.markdown(summary, tables.check_targets(summary, ["progressive"]), {})
+    table = tables.markdown(summary, tables.check_targets(summary, ["progressive"]))
     assert "4.4550 (4.4500..4.4600)" in table and "-0.0500" in table
 
 
@@ -78,7 +78,7 @@ def test_flops_to_reach_the_independent_loss_counts_seeds_that_never_reach_it():
     summary = tables.aggregate(runs, {"independent": 1.5e-3, "progressive": 1.5e-3})
     assert summary["progressive"]["reach"]["m1"] == {"mean": 0.6, "min": 0.6, "max": 0.6, "n": 1, "missed": 1}
     assert "| progressive | 1.0000 (1.0000..1.0000) | 0.6000, not reached in 1 seed(s) |" in tables.markdown(
-        summary, tables.check_targets(summary, ["progressive"]), {}
+        summary, tables.check_targets(summary, ["progressive"])
     )
 
 
@@ -96,7 +96,7 @@ def test_targets_are_checked_against_the_independent_arm(kl, loss_delta, ratio, 
     summary = _summary(kl, loss_delta, ratio)
     checks = tables.check_targets(summary, ["progressive"])
     assert {name: ok for name, (ok, _) in checks["progressive"].items()} == expected
-    table = tables.markdown(summary, checks, {})
+    table = tables.markdown(summary, checks)
     assert ("MISSED" in table) == (not all(expected.values()))
 
 
@@ -169,7 +169,7 @@ def test_the_baseline_is_the_independent_schedule_that_selection_prefers(wsd_del
     assert summary[other]["paired"]["m1"]["mean"] == pytest.approx(abs(wsd_delta))  # the other one is worse
     assert summary["progressive"]["paired"]["m1"]["mean"] == pytest.approx(-0.3 - min(wsd_delta, 0.0))
     assert f"every grown loss within {baseline}'s seed spread" in tables.markdown(
-        summary, tables.check_targets(summary, ["progressive"], baseline), {}, baseline
+        summary, tables.check_targets(summary, ["progressive"], baseline), baseline
     )
 
 
@@ -193,3 +193,12 @@ def test_an_arm_can_start_its_search_elsewhere_and_still_ends_at_its_optimum():
 def test_start_rungs_off_the_ladder_or_for_an_unknown_arm_are_refused(per_arm):
     with pytest.raises(SystemExit, match="start rungs"):
         reproduce.start_rungs(["independent", "progressive"], LADDER, "4e-3,6e-3", per_arm)
+
+
+def test_a_finished_run_is_not_launched_again_and_run_time_sums_the_ledger_clocks(tmp_path):
+    run = ("progressive", 6e-3, 0)
+    reproduce.report_losses(tmp_path / reproduce.run_name(*run)).write_text("{}")
+    reproduce.launch(tmp_path, [run], jobs=1, quick=True)  # a relaunch would write a log (and fail: no data here)
+    assert reproduce.is_built(tmp_path, run) and not list(tmp_path.glob("*.log"))
+    runs = {run: {"wall_time_s": 1800.0}, ("independent", 4e-3, 0): {"wall_time_s": 5400.0}}
+    assert tables.run_time(runs, 2) == "training time: 2.0 h over 2 runs (1.0 h at 2 at a time)"
