@@ -67,6 +67,9 @@ LR_START = (4.0e-3, 6.0e-3)  # the rungs every tuned arm runs first (the quick b
 # (hidden_size, num_hidden_layers, intermediate_size); head_dim 16, one kv head per query head, tied embeddings.
 SHAPES = [(32, 1, 96), (48, 2, 128), (64, 3, 176), (80, 4, 216)]
 HOLDOUT = 165  # training documents held out for LR selection (as many as validation.jsonl holds)
+# glibc gives freed activation-sized blocks back to the kernel (they were mmapped, or trimmed off the heap's top), so
+# each step faults them in anew: ~20% system time, ~30% fewer steps a second here. Kept in the heap, no faults.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
 LR = {"smallest": 4.0e-3, "largest": 1.5e-3}  # `largest` is replaced by each run's grid value
 
 
@@ -173,7 +176,8 @@ def prepare(work: Path) -> None:
 def launch(work: Path, runs: list[tuple[str, float, int]], jobs: int, quick: bool):
     """Build `runs` (arm, largest, seed) `jobs` at a time, each in its own process (one thread when jobs > 1); a run
     already built is skipped. Each run's time is its ledger's (the library's stage clock sums every launch)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1" if jobs > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
+    env = {**KEEP_FREED_MEMORY, **os.environ}
+    env["OMP_NUM_THREADS"] = "1" if jobs > 1 else os.environ.get("OMP_NUM_THREADS", "2")
 
     def one(run: tuple[str, float, int]):
         name, start = run_name(*run), time.perf_counter()
