@@ -23,15 +23,11 @@ DEMO_OUT ?= demo_out/tiny
 demo: $(STAMP)
 	$(BIN)/hf-progressive build-family --recipe tiny --out $(DEMO_OUT)
 
-# glibc keeps freed memory in its heap instead of handing it back and faulting it in again each training step:
-# the same results, ~15% less test time on 2 CPU cores (bench/reproduce.py sets the same for its runs)
-KEEP_FREED_MEMORY := MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=4294967296
-
 test: $(STAMP)
-	$(KEEP_FREED_MEMORY) $(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: $(STAMP)
-	$(KEEP_FREED_MEMORY) $(BIN)/python -m pytest -m slow -q
+	$(BIN)/python -m pytest -m slow -q
 
 # the paper's comparison on ../shared/data/gutenberg (bench/reproduce.py): 6 arms (independent, independent_wsd,
 # progressive, trunk, apollo, apollo+trunk), each searching one LR ladder by one bracketing rule, then 2 seeds;
