@@ -229,13 +229,18 @@ def built_summary(work: Path, run: tuple[str, float, int]) -> dict | None:
 def baseline_arm(runs: dict[tuple[str, float, int], dict], chosen: dict[str, float]) -> str:
     """The tuned independent family: of the independent arms (LR schedules), the one whose choice has the lowest
     `grown_mean` at seed 0. The schedule is tuned like the LR, on the selection split."""
-    arms = [arm for arm in chosen if ARMS[arm][0] == "independent"]
-    return min(arms, key=lambda arm: grown_mean(runs[(arm, chosen[arm], 0)]))
+    return min(independent_arms(chosen), key=lambda arm: grown_mean(runs[(arm, chosen[arm], 0)]))
+
+
+def independent_arms(arms) -> list[str]:
+    """The arms that train every member from scratch (mode independent): the baselines."""
+    return [arm for arm in arms if ARMS[arm][0] == "independent"]
 
 
 def grown_arms(arms) -> list[str]:
     """The arms that grow their members (every mode but independent): the ones the paper's claims are checked on."""
-    return [arm for arm in arms if ARMS[arm][0] != "independent"]
+    baselines = set(independent_arms(arms))
+    return [arm for arm in arms if arm not in baselines]
 
 
 def best_lr(runs: dict[tuple[str, float, int], dict], arm: str) -> float:
@@ -304,7 +309,7 @@ def compare(work: Path, results: Path, runs: dict, chosen: dict[str, float], var
     tables = [markdown(summary, check_targets(summary, grown_arms(chosen), baseline), baseline)]
     tables.append(grid_markdown(runs, chosen))
     grown = [arm for arm in grown_arms(chosen) if arm not in variants]
-    for other in (arm for arm in chosen if ARMS[arm][0] == "independent" and arm != baseline):
+    for other in (arm for arm in independent_arms(chosen) if arm != baseline):
         tables.insert(1, paired_markdown(runs, chosen, grown, base=other))
     if variants:
         tables.append(paired_markdown(runs, chosen, variants))
@@ -360,7 +365,7 @@ def main() -> None:
         return run_arm(work, args.arm, grid[0], args.seed)
     tuned, variants = _arms(args.tuned), _arms(args.variants)
     start_at = start_rungs(tuned, grid, args.lr_start, args.arm_start)
-    if "progressive" not in tuned or not any(ARMS[arm][0] == "independent" for arm in tuned):
+    if "progressive" not in tuned or not independent_arms(tuned):
         raise SystemExit("--tuned must include progressive (the variants' reference) and an independent arm.")
     results = args.results or ROOT / "bench" / "results" / f"reproduce{suffix}"
     results.mkdir(parents=True, exist_ok=True)

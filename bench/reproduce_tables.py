@@ -78,11 +78,11 @@ def check_targets(summary: dict, grown: list[str], baseline: str = "independent"
     `baseline` independent arm: FLOPs ratio <= 0.75, every grown member's seed-mean loss within the baseline member's
     seed spread or better (<= its worst seed), and mean adjacent KL below the baseline family's."""
     base = summary[baseline]
+    members = list(base["val_loss"])[1:] or list(base["val_loss"])  # the first member is the same in every arm
     checks = {}
     for arm in grown:
         row = summary[arm]
-        grown = list(base["val_loss"])[1:] or list(base["val_loss"])  # the first member is the same in every arm
-        over = {n: row["val_loss"][n] - base["spread"]["val_loss"][n]["max"] for n in grown}
+        over = {n: row["val_loss"][n] - base["spread"]["val_loss"][n]["max"] for n in members}
         worst = max(over, key=over.get)
         checks[arm] = {
             "flops": (row["flops_ratio"] <= TARGETS["flops_ratio"], f"{row['flops_ratio']:.3f}x"),
