@@ -25,8 +25,9 @@ The baseline of every claim is the independent arm (schedule) that selection pre
     python bench/reproduce.py --quick --work W    # 8 tokens/param, every arm
     python bench/reproduce.py --work W            # 40 tokens/param (2x Chinchilla, the paper's budget): hours
 
-Runs go `--jobs` at a time as separate processes with one thread each. Everything is resumable: a finished run is
-skipped, an interrupted one continues from its last checkpoint, so rerun the same command after any stop.
+Runs go `--jobs` at a time as separate processes with one thread each; an arm's next run is queued as soon as its
+own runs decide it (reproduce_search.py), so no worker waits for the other arms. Everything is resumable: a finished
+run is skipped, an interrupted one continues from its last checkpoint, so rerun the same command after any stop.
 """
 
 import argparse
@@ -39,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+from reproduce_search import best_lr, search
 from reproduce_tables import aggregate, check_targets, grid_markdown, grown_mean, markdown, paired_markdown, run_time
 
 from hf_progressive.family.ledger import FamilyPaths, Ledger
@@ -173,13 +175,13 @@ def prepare(work: Path) -> None:
     prepare_store(arm_recipe(work, "progressive", LR["largest"], 0), work / "data", overwrite=True)
 
 
-def launch(work: Path, runs: list[tuple[str, float, int]], jobs: int, quick: bool):
-    """Build `runs` (arm, largest, seed) `jobs` at a time, each in its own process (one thread when jobs > 1); a run
-    already built is skipped. Each run's time is its ledger's (the library's stage clock sums every launch)."""
+def builder(work: Path, jobs: int, quick: bool):
+    """A function that builds one run (arm, largest, seed) in its own process (one thread when `jobs` > 1), or skips
+    it when it is built. Each run's time is its ledger's (the library's stage clock sums every launch)."""
     env = {**KEEP_FREED_MEMORY, **os.environ}
     env["OMP_NUM_THREADS"] = "1" if jobs > 1 else os.environ.get("OMP_NUM_THREADS", "2")
 
-    def one(run: tuple[str, float, int]):
+    def build(run: tuple[str, float, int]) -> None:
         name, start = run_name(*run), time.perf_counter()
         if is_built(work, run):
             return
@@ -192,8 +194,7 @@ def launch(work: Path, runs: list[tuple[str, float, int]], jobs: int, quick: boo
             raise SystemExit(f"run {name} failed (exit {rc}); see {work / f'{name}.log'}")
         print(f"  {name}: done in {time.perf_counter() - start:.0f} s", flush=True)
 
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(one, runs))
+    return build
 
 
 def run_summary(out: Path) -> dict:
@@ -241,47 +242,6 @@ def grown_arms(arms) -> list[str]:
     """The arms that grow their members (every mode but independent): the ones the paper's claims are checked on."""
     baselines = set(independent_arms(arms))
     return [arm for arm in arms if arm not in baselines]
-
-
-def best_lr(runs: dict[tuple[str, float, int], dict], arm: str) -> float:
-    """The grid value with the lowest `grown_mean` for `arm` at seed 0."""
-    tried = {largest: row for (a, largest, seed), row in runs.items() if a == arm and seed == 0}
-    return min(tried, key=lambda largest: grown_mean(tried[largest]))
-
-
-def next_rung(runs: dict[tuple[str, float, int], dict], arm: str, ladder: list[float]) -> float | None:
-    """The ladder value `arm` should try next: one rung beyond its best when the best is the lowest or highest value
-    tried so far; None once the best is bracketed or at the ladder's end."""
-    tried = sorted(largest for a, largest, seed in runs if a == arm and seed == 0)
-    best, ladder = best_lr(runs, arm), sorted(ladder)
-    step = -1 if best == tried[0] else 1 if best == tried[-1] else 0
-    index = ladder.index(best) + step
-    if not step or not 0 <= index < len(ladder) or ladder[index] in tried:
-        return None
-    return ladder[index]
-
-
-def search(build, summarize, tuned: list[str], ladder: list[float], start: dict[str, list[float]], seeds: int):
-    """Every tuned arm's bracketing search over `ladder` from its `start` rungs (seed 0), and its choice at `seeds`
-    seeds as soon as it is bracketed. `build(runs)` makes runs; `summarize(run)` reads one or returns None when it is
-    absent (a report-only pass then stops that arm where the built runs end). Returns {(arm, largest, seed): row}."""
-    first = [
-        (arm, start[arm][i], 0) for i in range(max(map(len, start.values()))) for arm in tuned if i < len(start[arm])
-    ]
-    runs, pending, settled, asked = {}, first, set(), set()
-    while pending:
-        build(pending)
-        runs |= {run: row for run in pending if (row := summarize(run)) is not None}
-        asked |= set(pending)
-        pending = []
-        for arm in [a for a in tuned if a not in settled and any(r[0] == a for r in runs)]:
-            rung = next_rung(runs, arm, ladder)
-            if rung is not None and (arm, rung, 0) not in asked:
-                pending.append((arm, rung, 0))
-                continue
-            settled.add(arm)
-            pending += [(arm, best_lr(runs, arm), seed) for seed in range(1, seeds)]
-    return runs
 
 
 def reach_ratios(work: Path, run: tuple[str, float, int], base: tuple[str, float, int]) -> dict:
@@ -372,14 +332,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     (work / "recipe.yaml").write_text(yaml.safe_dump(recipe_dict(args.data, args.quick), sort_keys=False))
     start = time.perf_counter()
-    build = (lambda runs: {}) if args.report_only else (lambda runs: launch(work, runs, args.jobs, args.quick))
+    build = (lambda run: None) if args.report_only else builder(work, args.jobs, args.quick)
     if not args.report_only:
         prepare(work)
         print(f"data ready in {time.perf_counter() - start:.0f} s", flush=True)
-    runs = search(build, lambda run: built_summary(work, run), tuned, grid, start_at, args.seeds)
+    runs = search(build, lambda run: built_summary(work, run), tuned, grid, start_at, args.seeds, args.jobs)
     chosen = {arm: best_lr(runs, arm) for arm in tuned} | {arm: best_lr(runs, "progressive") for arm in variants}
     later = [(arm, chosen[arm], seed) for seed in range(args.seeds) for arm in variants]
-    build(later)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(build, later))
     runs |= {run: row for run in later if (row := built_summary(work, run)) is not None}
     summary, tables = compare(work, results, runs, chosen, variants)
     serial = {run_name(*run): row for run, row in runs.items()}

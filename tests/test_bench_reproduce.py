@@ -19,6 +19,7 @@ SPEC = importlib.util.spec_from_file_location("reproduce", ROOT / "bench" / "rep
 reproduce = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(reproduce)
 tables = importlib.import_module("reproduce_tables")
+search = importlib.import_module("reproduce_search")
 
 
 @pytest.mark.parametrize("quick", [True, False])
@@ -56,7 +57,7 @@ def _summary(kl: float, loss_delta: float, ratio: float) -> dict:
         ("progressive", 2.5e-3, 1): _run(loss_delta + 0.01, kl, ratio * 1e12),
         ("progressive", 4e-3, 0): _run(loss_delta + 0.2, kl, ratio * 1e12),
     }
-    chosen = {arm: reproduce.best_lr(runs, arm) for arm in ("independent", "progressive")}
+    chosen = {arm: search.best_lr(runs, arm) for arm in ("independent", "progressive")}
     assert chosen == {"independent": 1.5e-3, "progressive": 2.5e-3}  # each arm's own best grid value
     return tables.aggregate(runs, chosen)
 
@@ -104,11 +105,11 @@ LADDER = [1.5e-3, 2.5e-3, 4e-3, 6e-3, 9e-3]
 
 
 @pytest.mark.parametrize(
-    "optimum, start, seeds",
-    [(9e-3, [4e-3, 6e-3], 2), (1.5e-3, [4e-3, 6e-3], 2), (4e-3, [4e-3, 6e-3], 3), (6e-3, [2.5e-3, 4e-3], 1),
-     (2.5e-3, [6e-3, 9e-3], 2)],
+    "optimum, start, seeds, jobs",
+    [(9e-3, [4e-3, 6e-3], 2, 1), (1.5e-3, [4e-3, 6e-3], 2, 2), (4e-3, [4e-3, 6e-3], 3, 1),
+     (6e-3, [2.5e-3, 4e-3], 1, 2), (2.5e-3, [6e-3, 9e-3], 2, 3)],
 )  # fmt: skip
-def test_the_lr_search_brackets_each_arms_optimum_and_seeds_only_the_choice(optimum, start, seeds):
+def test_the_lr_search_brackets_each_arms_optimum_and_seeds_only_the_choice(optimum, start, seeds, jobs):
     """A unimodal loss over the ladder (an oracle minimum per arm, one rung apart): each arm ends at its own optimum,
     tries only the rungs on the way there plus one beyond, and runs the extra seeds at its choice only."""
     import math
@@ -120,12 +121,12 @@ def test_the_lr_search_brackets_each_arms_optimum_and_seeds_only_the_choice(opti
         arm, largest, seed = run
         return _run(abs(math.log(largest / optima[arm])) + 0.01 * seed, 0.3, 1e12)
 
-    runs = reproduce.search(built.extend, summarize, list(optima), LADDER, dict.fromkeys(optima, start), seeds)
+    runs = search.search(built.append, summarize, list(optima), LADDER, dict.fromkeys(optima, start), seeds, jobs)
     assert set(runs) == set(built)  # every run is built once, and only the ones built are summarised
     assert len(built) == len(set(built))
     for arm, best in optima.items():
         tried = sorted(lr for a, lr, s in runs if a == arm and s == 0)
-        assert reproduce.best_lr(runs, arm) == best
+        assert search.best_lr(runs, arm) == best
         at = LADDER.index(best)  # the start's rungs, then every rung on the way to the best and one beyond it
         low, high = min(LADDER.index(start[0]), max(at - 1, 0)), max(LADDER.index(start[-1]), min(at + 1, 4))
         assert tried == LADDER[low : high + 1]
@@ -140,8 +141,31 @@ def test_a_report_only_search_stops_where_the_built_runs_end():
         return _run(-run[1] * 10, 0.3, 1e12) if run in built else None
 
     arms = ["independent", "progressive"]
-    runs = reproduce.search(lambda runs: None, summarize, arms, LADDER, dict.fromkeys(arms, [4e-3, 6e-3]), 2)
-    assert set(runs) == built and reproduce.best_lr(runs, "progressive") == 9e-3
+    runs = search.search(lambda run: None, summarize, arms, LADDER, dict.fromkeys(arms, [4e-3, 6e-3]), 2)
+    assert set(runs) == built and search.best_lr(runs, "progressive") == 9e-3
+
+
+def test_an_arm_goes_on_searching_while_another_arms_run_is_still_building():
+    """Two workers; independent's first run blocks until progressive's third rung is built, which progressive
+    decides once its own two first runs are in. A search that waited for every arm's runs before deciding any
+    would leave that run blocked (and the test fails after its timeout)."""
+    import threading
+
+    third = threading.Event()
+
+    def build(run):
+        if run == ("progressive", 9e-3, 0):
+            third.set()
+        elif run == ("independent", 4e-3, 0):
+            assert third.wait(timeout=20), "progressive's next rung waited for independent's runs"
+
+    def summarize(run):  # progressive improves up the ladder, independent is best at 4e-3
+        return _run(-run[1] * 10 if run[0] == "progressive" else abs(run[1] - 4e-3), 0.3, 1e12)
+
+    arms = ["independent", "progressive"]
+    runs = search.search(build, summarize, arms, LADDER, dict.fromkeys(arms, [4e-3, 6e-3]), 2, jobs=2)
+    assert search.best_lr(runs, "progressive") == 9e-3 and search.best_lr(runs, "independent") == 4e-3
+    assert {("progressive", 9e-3, 1), ("independent", 4e-3, 1), ("independent", 2.5e-3, 0)} <= set(runs)
 
 
 def test_a_second_baseline_is_reported_but_not_checked_and_arms_pair_against_it():
@@ -183,10 +207,10 @@ def test_an_arm_can_start_its_search_elsewhere_and_still_ends_at_its_optimum():
     assert start == {"independent": [4e-3, 6e-3], "progressive": [9e-3, 1.35e-2]}
     built = []
     summarize = lambda run: _run(abs(math.log(run[1] / 2.5e-3)), 0.3, 1e12)  # noqa: E731  both optima at 2.5e-3
-    runs = reproduce.search(built.extend, summarize, arms, ladder, start, 1)
+    runs = search.search(built.append, summarize, arms, ladder, start, 1)
     assert built[:4] == [("independent", 4e-3, 0), ("progressive", 9e-3, 0), ("independent", 6e-3, 0),
                          ("progressive", 1.35e-2, 0)]  # fmt: skip
-    assert reproduce.best_lr(runs, "independent") == reproduce.best_lr(runs, "progressive") == 2.5e-3
+    assert search.best_lr(runs, "independent") == search.best_lr(runs, "progressive") == 2.5e-3
 
 
 @pytest.mark.parametrize("per_arm", [["progressive=5e-3"], ["nosuch=4e-3"], ["progressive="]])
@@ -198,7 +222,7 @@ def test_start_rungs_off_the_ladder_or_for_an_unknown_arm_are_refused(per_arm):
 def test_a_finished_run_is_not_launched_again_and_run_time_sums_the_ledger_clocks(tmp_path):
     run = ("progressive", 6e-3, 0)
     reproduce.report_losses(tmp_path / reproduce.run_name(*run)).write_text("{}")
-    reproduce.launch(tmp_path, [run], jobs=1, quick=True)  # a relaunch would write a log (and fail: no data here)
+    reproduce.builder(tmp_path, jobs=1, quick=True)(run)  # a relaunch would write a log (and fail: no data here)
     assert reproduce.is_built(tmp_path, run) and not list(tmp_path.glob("*.log"))
     runs = {run: {"wall_time_s": 1800.0}, ("independent", 4e-3, 0): {"wall_time_s": 5400.0}}
     assert tables.run_time(runs, 2) == "training time: 2.0 h over 2 runs (1.0 h at 2 at a time)"
