@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
+import pytest
 from testing_utils import STEPS, tiny_recipe
 
 from hf_progressive.analysis.evaluation import evaluate_family
-from hf_progressive.analysis.report import equal_loss_savings, write_report
+from hf_progressive.analysis.report import equal_loss_savings, first_reach, write_report
 from hf_progressive.cli import main
 from hf_progressive.family.builder import build_family
 
@@ -36,6 +37,18 @@ def test_report_renders_every_plot_against_a_baseline(tiny_family, tmp_path):
     rows = equal_loss_savings(out, baseline)
     assert [r["member"] for r in rows] == list(ledger.members)
     assert rows[0]["saving"] == 0.0  # the first member is trained identically in both modes
+
+
+@pytest.mark.parametrize(
+    "points, target, flops",
+    [([(10, 5.0), (20, 3.0)], 4.0, 15.0),  # halfway down the segment
+     ([(10, 5.0), (20, 3.0)], 5.0, 10.0),  # the first evaluation is already there
+     ([(10, 5.0), (20, 4.0), (30, 3.0)], 4.0, 20.0),  # exactly on an evaluation
+     ([(10, 5.0), (20, 3.5), (30, 4.2), (40, 3.0)], 3.8, 18.0),  # the first crossing, not a later one
+     ([(10, 5.0), (20, 3.0)], 2.0, None)],  # never
+)  # fmt: skip
+def test_flops_to_reach_a_loss_are_linear_between_the_evaluations_that_straddle_it(points, target, flops):
+    assert first_reach(points, target) == (None if flops is None else pytest.approx(flops))
 
 
 def test_report_command_and_missing_family(tiny_family, tmp_path, capsys):

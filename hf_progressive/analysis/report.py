@@ -1,8 +1,8 @@
 """The family report: OUT/report.md plus PNG plots (training loss against cumulative FLOPs, validation loss per
 member, the KL matrix as a heatmap, lm-eval results), optionally side by side with a baseline build of the same
 recipe (`--baseline OTHER_OUT`, e.g. the independent mode). The FLOPs saving is computed two ways: by budget (the
-ledgers) and to reach equal loss (the cumulative FLOPs at which a progressive member first reaches the baseline
-member's final validation loss)."""
+ledgers) and to reach equal loss (the cumulative FLOPs at which a progressive member's evaluation curve, linear
+between evaluations, first reaches the baseline member's final validation loss)."""
 
 import json
 from pathlib import Path
@@ -55,9 +55,21 @@ def curves(out: Path) -> dict[str, dict[str, list[tuple[float, float]]]]:
     return result
 
 
+def first_reach(points: list[tuple[float, float]], target: float) -> float | None:
+    """The FLOPs at which the (FLOPs, loss) curve `points` first comes down to `target`, linear between the two
+    evaluations that straddle it (the first evaluation itself when it is already there); None: never."""
+    for i, (flops, loss) in enumerate(points):
+        if loss <= target:
+            if i == 0:
+                return flops
+            before, above = points[i - 1]
+            return before + (flops - before) * (above - target) / (above - loss)
+    return None
+
+
 def equal_loss_savings(out: Path, baseline: Path) -> list[dict]:
     """For each member: the baseline member's final validation loss, the FLOPs the baseline spent on it, and the
-    cumulative FLOPs at which this run's member first reached that loss (None: not reached)."""
+    cumulative FLOPs at which this run's member first reached that loss (`first_reach`; None: not reached)."""
     ours, theirs = Ledger.read(out), Ledger.read(baseline)
     ours_curves = curves(out)
     rows = []
@@ -65,7 +77,7 @@ def equal_loss_savings(out: Path, baseline: Path) -> list[dict]:
         base = theirs.members.get(name)
         if base is None:
             continue
-        reached = next((flops for flops, loss in ours_curves[name]["eval"] if loss <= base.val_loss), None)
+        reached = first_reach(ours_curves[name]["eval"], base.val_loss)
         rows.append(
             {
                 "member": name,
@@ -147,4 +159,4 @@ def _label(path: Path) -> str:
     return mode if path.name == mode else f"{mode} ({path.name})"
 
 
-__all__ = ["check_comparable", "curves", "equal_loss_savings", "family_consistency", "write_report"]
+__all__ = ["check_comparable", "curves", "equal_loss_savings", "family_consistency", "first_reach", "write_report"]

@@ -57,7 +57,7 @@ def _equal_loss(label: str, rows: list[dict]) -> list[str]:
         f"## FLOPs to reach equal loss: {label}",
         "",
         "Cumulative FLOPs at which each member of this run first reached the baseline member's final validation "
-        "loss (validation is measured every `eval_steps`).",
+        "loss (validation is measured every `eval_steps`; linear between the two evaluations that straddle it).",
         "",
         "| member | baseline final val loss | baseline FLOPs | FLOPs to reach it here | saving | val loss here |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
