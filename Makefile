@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 
 # the paper's comparison on ../shared/data/gutenberg (bench/reproduce.py): 6 arms (independent, independent_wsd,
 # progressive, trunk, apollo, apollo+trunk), each searching one LR ladder by one bracketing rule, then 2 seeds;
-# resumable (rerun after any stop). On 2 CPU cores: quick (8 tokens/param) under 2 h; full (40 tokens/param) ~5 h
+# resumable (rerun after any stop). On 2 CPU cores: quick (8 tokens/param) under 2 h; full (40 tokens/param) 6-7 h
 bench-quick: $(STAMP)
 	$(BIN)/python bench/reproduce.py --quick
 
