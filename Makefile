@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/hf-progressive build-family --recipe tiny --out $(DEMO_OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n auto --dist loadfile  # one worker per core, a test file per worker
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q

@@ -23,7 +23,7 @@ install_requires = [
 ]
 extras = {
     "eval": ["lm_eval>=0.4.8"],
-    "test": ["pytest>=8", "lm_eval>=0.4.8", "pandas"],  # lm_eval: the offline tasks run in CI
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "lm_eval>=0.4.8", "pandas"],  # lm_eval: the offline tasks run in CI
 }
 extras["dev"] = extras["test"] + extras["eval"] + ["ruff>=0.6", "pre-commit>=3"]
 

@@ -1,8 +1,19 @@
 """Fixtures: a tiny saved Llama checkpoint, a tiny built family and a pretrained first member (each once per
-session), and deterministic seeding."""
+session), and deterministic seeding. Under pytest-xdist (`make test` runs one worker per core) each worker and the
+processes it starts use one thread, so the workers do not oversubscribe the cores."""
 
-import pytest
-import torch
+import os
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"  # before torch is imported; subprocesses inherit it
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 from testing_utils import STEPS, tiny_model, tiny_recipe
 
 
