@@ -4,17 +4,14 @@ processes it starts use one thread, so the workers do not oversubscribe the core
 
 import os
 
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["OMP_NUM_THREADS"] = "1"  # before torch is imported; subprocesses inherit it
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
+import pytest
+import torch
 from testing_utils import STEPS, tiny_model, tiny_recipe
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # this worker
+    os.environ["OMP_NUM_THREADS"] = "1"  # the processes it starts
 
 
 @pytest.fixture(autouse=True)
